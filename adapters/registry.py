@@ -1,0 +1,23 @@
+"""Provider name -> adapter class. Adding a provider adds one line here."""
+
+from __future__ import annotations
+
+from adapters.base import Adapter
+from adapters.clicksend import ClickSendAdapter
+from adapters.console import ConsoleAdapter
+from adapters.twilio import TwilioAdapter
+from gateway.errors import UnknownProviderError
+
+REGISTRY: dict[str, type[Adapter]] = {
+    ConsoleAdapter.name: ConsoleAdapter,
+    TwilioAdapter.name: TwilioAdapter,
+    ClickSendAdapter.name: ClickSendAdapter,
+}
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The adapter class registered under ``name``, or `UnknownProviderError`."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownProviderError(f"no provider adapter named {name!r}") from None

@@ -1,0 +1,169 @@
+"""REST API under ``/api/v1`` (bearer token) plus the unauthenticated health probes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from gateway.addresses import normalize_address
+from gateway.guard import submit
+from gateway.http import gateway, require_token
+from gateway.messages import Category
+from gateway.openapi import document, parse_body, spec
+from gateway.storage import active_opt_out
+
+bp = Blueprint("api", __name__)
+
+
+class MessageIn(BaseModel):
+    """A message to send through the guard."""
+
+    channel: Literal["sms", "email"] = "sms"
+    to: str = Field(min_length=1, max_length=320)
+    body: str = Field(min_length=1, max_length=10_000)
+    subject: str | None = Field(default=None, max_length=998)
+    html_body: str | None = None
+    sender: str | None = Field(default=None, alias="from", max_length=320)
+    category: Literal["marketing", "informational", "transactional"] = "marketing"
+    bypass_reason: str | None = Field(default=None, max_length=1000)
+    idempotency_key: str | None = Field(default=None, max_length=150)
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
+
+
+class MessageAccepted(BaseModel):
+    """A queued message."""
+
+    id: int | None
+    status: str
+    idempotency_key: str
+
+
+class OptedOutProblem(BaseModel):
+    """The 409 answer: the recipient opted out."""
+
+    error: Literal["opted_out"]
+    channel: str
+    address: str
+    scope: str
+    since: str | None
+
+
+class OptOutStatus(BaseModel):
+    """Whether an address is opted out on a channel (in a scope, or in any)."""
+
+    opted_out: bool
+    channel: str
+    address: str
+    scope: str | None
+    since: datetime | None
+    source: str | None
+
+
+class Health(BaseModel):
+    """Liveness/readiness."""
+
+    status: str
+
+
+@bp.post("/api/v1/messages")
+@document(
+    "post",
+    "/api/v1/messages",
+    "Send a message through the opt-out guard",
+    body=MessageIn,
+    responses={202: MessageAccepted, 409: OptedOutProblem},
+    tag="messages",
+)
+@require_token
+def send_message() -> tuple[Response, int]:
+    """Queue a message; 409 when the recipient opted out (unless transactional with a bypass reason)."""
+    gw = gateway()
+    data = parse_body(MessageIn)
+    with gw.db.transaction() as session:
+        result = submit(
+            session,
+            gw,
+            channel=data.channel,
+            to=data.to,
+            body=data.body,
+            sender=data.sender,
+            category=Category(data.category),
+            bypass_reason=data.bypass_reason,
+            idempotency_key=f"api:{data.idempotency_key}" if data.idempotency_key else None,
+            subject=data.subject,
+            html_body=data.html_body,
+        )
+    payload = MessageAccepted(id=result.id, status=result.status, idempotency_key=result.idempotency_key)
+    return jsonify(payload.model_dump()), 202
+
+
+@bp.get("/api/v1/opt-outs/<channel>/<path:address>")
+@document(
+    "get",
+    "/api/v1/opt-outs/{channel}/{address}",
+    "Opt-out status of one address",
+    responses={200: OptOutStatus},
+    query={"scope": "scope to check (default: any scope)"},
+    tag="opt-outs",
+)
+@require_token
+def opt_out_status(channel: str, address: str) -> Response:
+    """Whether ``address`` is opted out on ``channel``; ``?scope=`` narrows to one scope (and ``*``)."""
+    from flask import request
+
+    from gateway.errors import PayloadError
+
+    gw = gateway()
+    if channel not in ("sms", "email"):
+        raise PayloadError("channel must be sms or email", field="channel")
+    normalized = normalize_address(channel, address, gw.settings.default_region)
+    scope = request.args.get("scope") or None
+    with gw.db.read() as session:
+        state = active_opt_out(session, channel, normalized, scope)
+    body = OptOutStatus(
+        opted_out=state is not None,
+        channel=channel,
+        address=normalized,
+        scope=state.scope if state else scope,
+        since=state.since if state else None,
+        source=state.source if state else None,
+    )
+    return jsonify(body.model_dump(mode="json"))
+
+
+@bp.get("/healthz")
+@document("get", "/healthz", "Liveness probe", responses={200: Health}, auth=False, tag="health")
+def healthz() -> Response:
+    """The process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+@document(
+    "get",
+    "/readyz",
+    "Readiness probe (checks the database)",
+    responses={200: Health, 503: Health},
+    auth=False,
+    tag="health",
+)
+def readyz() -> tuple[Response, int]:
+    """The database answers."""
+    gw = gateway()
+    try:
+        with gw.db.read() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:
+        return jsonify({"status": "database unavailable"}), 503
+    return jsonify({"status": "ok"}), 200
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document of this API."""
+    return jsonify(spec())

@@ -1,0 +1,90 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from gateway import logs
+from gateway.config import Settings, load_config, settings_from_mapping
+from gateway.errors import GatewayError
+from gateway.http import error_response, problem
+from gateway.runtime import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    config: Settings | Mapping[str, Any] | str | None = None, env: Mapping[str, str] | None = None
+) -> Flask:
+    """Build the app from a `Settings`, a config mapping, a config file path, or ``$OPTOUT_CONFIG``.
+
+    Everything expensive (config validation, rule compilation, adapters, the database engine) happens
+    here once, never per request.
+    """
+    if isinstance(config, Settings):
+        settings = config
+    elif isinstance(config, Mapping):
+        settings = settings_from_mapping(config)
+    else:
+        settings = load_config(config, env)
+    logs.configure(settings.log_level)
+    gw = Gateway(settings, env)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
+    app.extensions["optout"] = gw
+
+    from gateway.api import bp as api_bp
+    from gateway.webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_bp)
+    for register in EXTRA_BLUEPRINTS:
+        register(app)
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(exc: GatewayError) -> Response:
+        if exc.http_status >= 500:
+            log.error("request failed: %s", exc)
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return problem(exc.code or 500, code, exc.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # A 5xx (never a 2xx) so providers deliver the webhook again; details stay in the log.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal_error", "internal error; the request can be retried")
+
+    @app.after_request
+    def security_headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'self' 'unsafe-inline'; "
+                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            )
+        return resp
+
+    return app
+
+
+#: Functions ``(app) -> None`` registering more blueprints (email pages, contacts API, ...).
+EXTRA_BLUEPRINTS: list[Any] = []
+
+
+def wsgi_app() -> Flask:
+    """Entry point for WSGI servers: ``gunicorn 'gateway.app:wsgi_app()'`` reads ``$OPTOUT_CONFIG``."""
+    return create_app(os.environ.get("OPTOUT_CONFIG"))

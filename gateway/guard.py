@@ -1,0 +1,157 @@
+"""The send guard: the one path every outbound message takes into the outbox.
+
+`submit` refuses opted-out recipients with `OptedOutError` (per channel and scope), lets compliance
+messages (the one confirmation, HELP answers) through, and lets a transactional message pass only with a
+stated `bypass_reason`, which is written to the consent ledger. The worker calls `check` again at
+dispatch, so someone who opts out after a message was queued gets nothing more.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from gateway.addresses import normalize_address, normalize_sender
+from gateway.errors import OptedOutError, PayloadError
+from gateway.messages import Category
+from gateway.models import ALL_SCOPES, ConsentEvent, OptOut, utcnow
+from gateway.runtime import Gateway
+from gateway.storage import active_opt_out, enqueue
+
+
+def check(session: Session, gw: Gateway, channel: str, address: str, scope: str) -> None:
+    """Raise `OptedOutError` when ``address`` may not receive consent-requiring messages in ``scope``."""
+    state = active_opt_out(session, channel, address, scope)
+    if state is None and gw.settings.compliance.cross_channel:
+        state = _other_channel_opt_out(session, channel, address, scope)
+    if state is not None:
+        raise OptedOutError(channel, address, state.scope, state.since.isoformat(), state.source)
+
+
+def _other_channel_opt_out(session: Session, channel: str, address: str, scope: str) -> OptOut | None:
+    # cross_channel: an opt-out of the same contact on any channel blocks this one too.
+    from gateway.models import Contact
+
+    column = Contact.phone if channel == "sms" else Contact.email
+    contact = session.execute(select(Contact).where(col(column) == address)).scalar_one_or_none()
+    if contact is None:
+        return None
+    for other_channel, other in (("sms", contact.phone), ("email", contact.email)):
+        if other_channel != channel and other:
+            state = active_opt_out(session, other_channel, other, scope)
+            if state is not None:
+                return state
+    return None
+
+
+def opted_out_among(session: Session, channel: str, addresses: Iterable[str], scope: str) -> set[str]:
+    """The subset of ``addresses`` opted out on ``channel`` in ``scope`` (one set-based query per chunk)."""
+    found: set[str] = set()
+    items = list(dict.fromkeys(addresses))
+    for start in range(0, len(items), 5000):
+        chunk = items[start : start + 5000]
+        stmt = select(OptOut.address).where(
+            col(OptOut.channel) == channel,
+            col(OptOut.opted_out),
+            or_(col(OptOut.scope) == scope, col(OptOut.scope) == ALL_SCOPES),
+            col(OptOut.address).in_(chunk),
+        )
+        found.update(session.execute(stmt).scalars())
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `submit` queued: the outbox id (None when the idempotency key was already queued)."""
+
+    id: int | None
+    idempotency_key: str
+    status: str
+
+
+def submit(
+    session: Session,
+    gw: Gateway,
+    *,
+    channel: str,
+    to: str,
+    body: str,
+    sender: str | None = None,
+    category: str = Category.MARKETING,
+    bypass_reason: str | None = None,
+    idempotency_key: str | None = None,
+    subject: str | None = None,
+    html_body: str | None = None,
+    headers: dict[str, Any] | None = None,
+    campaign_id: int | None = None,
+    inbound_id: int | None = None,
+    provider: str | None = None,
+    normalized: bool = False,
+) -> Submitted:
+    """Check consent and queue one message; the only way a message reaches the outbox.
+
+    Raises `OptedOutError` for an opted-out recipient unless ``category`` is compliance, or transactional
+    with a ``bypass_reason`` (then the bypass is ledgered). ``normalized`` skips re-parsing addresses that
+    the caller already normalised (campaign fan-out, the webhook path).
+    """
+    region = gw.settings.default_region
+    if category not in Category.__members__.values():
+        raise PayloadError(f"unknown category {category!r}", field="category")
+    if not body:
+        raise PayloadError("body is empty", field="body")
+    address = to if normalized else normalize_address(channel, to, region)
+    sender = sender or gw.default_sender(channel)
+    if sender and not normalized and channel == "sms":
+        sender = normalize_sender(sender, region)
+    scope = gw.settings.scope_for(sender)
+    if category != Category.COMPLIANCE:
+        try:
+            check(session, gw, channel, address, scope)
+        except OptedOutError:
+            if category != Category.TRANSACTIONAL or not bypass_reason:
+                raise
+            session.add(
+                ConsentEvent(
+                    channel=channel,
+                    address=address,
+                    scope=scope,
+                    action="bypass",
+                    changed=False,
+                    source="api",
+                    reason=bypass_reason,
+                    occurred_at=utcnow(),
+                    recorded_at=utcnow(),
+                )
+            )
+    key = idempotency_key or f"msg:{uuid.uuid4()}"
+    new_id = enqueue(
+        session,
+        {
+            "kind": "message",
+            "channel": channel,
+            "provider": provider or gw.provider_for_sender(sender),
+            "sender": sender,
+            "recipient": address,
+            "scope": scope,
+            "category": str(category),
+            "body": body,
+            "subject": subject,
+            "html_body": html_body,
+            "headers": headers or {},
+            "idempotency_key": key,
+            "bypass_reason": bypass_reason,
+            "campaign_id": campaign_id,
+            "inbound_id": inbound_id,
+            "max_attempts": gw.settings.outbox.max_attempts,
+        },
+    )
+    return Submitted(new_id, key, "queued")
+
+
+__all__ = ["Submitted", "check", "opted_out_among", "submit"]

@@ -1,0 +1,189 @@
+"""Storage operations on the consent state, the ledger, inbound records and the outbox.
+
+Every function takes an open `Session` inside the caller's transaction: the webhook path performs all of
+a message's effects and commits once. Inserts that must be idempotent use ``INSERT ... ON CONFLICT DO
+NOTHING RETURNING``, which both SQLite (3.35+) and PostgreSQL execute atomically, so two deliveries of one
+webhook racing each other cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from gateway.models import ALL_SCOPES, ConsentEvent, InboundRecord, OptOut, OutboxMessage, table, utcnow
+
+_OPT_OUTS = table(OptOut)
+
+
+def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], conflict: Sequence[str]) -> Any:
+    """Insert a row unless one with the same ``conflict`` columns exists; the new id, or None.
+
+    Atomic on both databases: concurrent callers with the same key get exactly one id between them.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+
+
+def record_inbound(session: Session, values: Mapping[str, Any]) -> int | None:
+    """Store an inbound message; its id, or None when (provider, provider_message_id) was seen before."""
+    now = utcnow()
+    row = {"received_at": now, "recorded_at": now, "raw": {}, **values}
+    conflict = ("provider", "provider_message_id")
+    result: int | None = insert_ignore(session, table(InboundRecord), row, conflict)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """The result of applying one consent event to one scope."""
+
+    scope: str
+    changed: bool
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Who and what caused a consent event; stored with every ledger row."""
+
+    source: str
+    occurred_at: datetime | None = None
+    rule: str | None = None
+    raw_text: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+def _locked_state(session: Session, channel: str, address: str, scope: str) -> OptOut | None:
+    stmt = select(OptOut).where(
+        col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.scope) == scope
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _apply_one(
+    session: Session, channel: str, address: str, scope: str, opted_out: bool, ev: Evidence
+) -> ConsentChange:
+    now = utcnow()
+    event_at = ev.occurred_at or now
+    # New address/scope: the insert itself is the transition (an opt-in for someone never opted out is not).
+    new_id = insert_ignore(
+        session,
+        _OPT_OUTS,
+        {
+            "channel": channel,
+            "address": address,
+            "scope": scope,
+            "opted_out": opted_out,
+            "source": ev.source,
+            "rule": ev.rule,
+            "since": now,
+            "event_at": event_at,
+        },
+        ("channel", "address", "scope"),
+    )
+    if new_id is not None:
+        changed = opted_out
+    else:
+        state = _locked_state(session, channel, address, scope)
+        assert state is not None  # the insert conflicted, so the row exists (and we now hold its lock)
+        # An event older than the one that set the current state is ledgered but does not change it:
+        # STOP and START racing each other settle by the provider's order, not by arrival order.
+        stale = event_at < state.event_at
+        changed = not stale and state.opted_out != opted_out
+        if changed:
+            state.opted_out = opted_out
+            state.source = ev.source
+            state.rule = ev.rule
+            state.since = now
+        if not stale:
+            state.event_at = event_at
+    event = ConsentEvent(
+        channel=channel,
+        address=address,
+        scope=scope,
+        action="opt_out" if opted_out else "opt_in",
+        changed=changed,
+        source=ev.source,
+        rule=ev.rule,
+        raw_text=ev.raw_text,
+        provider=ev.provider,
+        provider_message_id=ev.provider_message_id,
+        reason=ev.reason,
+        actor=ev.actor,
+        evidence=dict(ev.details or {}),
+        occurred_at=event_at,
+        recorded_at=now,
+    )
+    session.add(event)
+    session.flush()
+    assert event.id is not None
+    return ConsentChange(scope, changed, event.id)
+
+
+def apply_consent(
+    session: Session,
+    *,
+    channel: str,
+    address: str,
+    scope: str,
+    opted_out: bool,
+    evidence: Evidence,
+    all_scopes: bool = False,
+    known_scopes: Iterable[str] = (),
+) -> list[ConsentChange]:
+    """Record an opt-out (``opted_out=True``) or opt-in and update the state; one ledger row per scope.
+
+    ``all_scopes`` opts out of every scope: scope ``*`` (which also covers scopes configured later) and
+    each of ``known_scopes`` explicitly, so a later START in one scope leaves the others opted out. An
+    opt-in in a scope also lifts ``*``; with ``all_scopes`` it lifts every scope the address is out of.
+    """
+    if opted_out:
+        scopes = [ALL_SCOPES, *sorted(set(known_scopes) | {scope})] if all_scopes else [scope]
+    else:
+        scopes = [scope]
+        rows = session.execute(
+            select(OptOut.scope).where(
+                col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.opted_out)
+            )
+        ).scalars()
+        active = set(rows)
+        if all_scopes:
+            scopes = sorted(active | {scope})
+        elif ALL_SCOPES in active:
+            scopes.append(ALL_SCOPES)
+    return [_apply_one(session, channel, address, s, opted_out, evidence) for s in scopes]
+
+
+def active_opt_out(session: Session, channel: str, address: str, scope: str | None = None) -> OptOut | None:
+    """The opt-out that blocks ``address`` on ``channel`` in ``scope`` (any scope when None), or None."""
+    stmt = select(OptOut).where(
+        col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.opted_out)
+    )
+    if scope is not None:
+        stmt = stmt.where(or_(col(OptOut.scope) == scope, col(OptOut.scope) == ALL_SCOPES))
+    stmt = stmt.order_by(col(OptOut.since)).limit(1)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def enqueue(session: Session, values: Mapping[str, Any]) -> int | None:
+    """Queue an outbox row; its id, or None when a row with the same idempotency key already exists."""
+    now = utcnow()
+    row = {"created_at": now, "next_attempt_at": now, "headers": {}, **values}
+    result: int | None = insert_ignore(session, table(OutboxMessage), row, ("idempotency_key",))
+    return result

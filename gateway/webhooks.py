@@ -1,0 +1,86 @@
+"""The one generic webhook route: verify -> parse -> dedupe -> rules -> commit -> acknowledge.
+
+Every provider goes through this view; adapters only verify and parse. Error contract (the providers'
+retry logic depends on it): a bad signature or token is 403, a malformed payload 400, an unknown provider
+404, an oversized body 413; anything unexpected is a 5xx so the provider delivers again, and a 2xx is
+sent only after the transaction holding the message and all its effects has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+from sqlalchemy.exc import OperationalError
+
+from adapters.base import WebhookRequest
+from gateway.errors import GatewayError, UnknownProviderError
+from gateway.http import gateway
+from gateway.inbound import process
+from gateway.runtime import Gateway
+from gateway.status import record_status
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+# Deadlocks and serialisation failures under concurrent load are retried here rather than answered 5xx.
+_TX_ATTEMPTS = 3
+
+
+def webhook_request(gw: Gateway) -> WebhookRequest:
+    """The Flask request as an adapter sees it, with the URL the provider signed."""
+    base = gw.settings.public_url
+    query = request.query_string.decode("latin-1")
+    url = f"{base}{request.path}{'?' + query if query else ''}" if base else request.url
+    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    return WebhookRequest(
+        method=request.method,
+        url=url,
+        path=request.path,
+        headers=dict(request.headers.items()),
+        body=body,
+        query={k: request.args.getlist(k) for k in request.args},
+        form={k: request.form.getlist(k) for k in request.form},
+        remote_addr=request.remote_addr,
+    )
+
+
+@bp.route("/webhooks/<provider>/<kind>", methods=["POST", "GET"])
+def webhook(provider: str, kind: str) -> Response:
+    """Receive one provider webhook (``kind`` is ``inbound`` or ``status``)."""
+    gw = gateway()
+    adapter = gw.adapter(provider)
+    if kind not in ("inbound", "status"):
+        raise UnknownProviderError(f"no webhook {kind!r} for {provider}")
+    req = webhook_request(gw)
+    adapter.verify(req)
+    if kind == "inbound":
+        messages = adapter.parse_inbound(req)
+        _commit(gw, lambda session: [process(session, gw, m) for m in messages])
+        ack = adapter.ack(messages)
+    else:
+        updates = adapter.parse_status(req)
+        _commit(gw, lambda session: [record_status(session, gw, u) for u in updates])
+        ack = adapter.ack([])
+    return Response(ack.body, status=ack.status, content_type=ack.content_type)
+
+
+def _commit(gw: Gateway, work: object) -> None:
+    assert callable(work)
+    for attempt in range(1, _TX_ATTEMPTS + 1):
+        try:
+            with gw.db.transaction() as session:
+                work(session)
+            return
+        except OperationalError as exc:
+            if attempt == _TX_ATTEMPTS or not _retryable(exc):
+                raise
+            log.warning("webhook transaction retried after %s", type(exc.orig).__name__)
+        except GatewayError:
+            raise
+
+
+def _retryable(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    # 40001 serialization_failure, 40P01 deadlock_detected; SQLite reports "database is locked".
+    return code in ("40001", "40P01") or "locked" in str(exc.orig)
