@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from adapters.bandwidth import BandwidthAdapter
 from adapters.base import Adapter
 from adapters.clicksend import ClickSendAdapter
 from adapters.console import ConsoleAdapter
+from adapters.messagebird import MessageBirdAdapter
+from adapters.plivo import PlivoAdapter
+from adapters.sinch import SinchAdapter
+from adapters.telnyx import TelnyxAdapter
 from adapters.twilio import TwilioAdapter
+from adapters.vonage import VonageAdapter
 from gateway.errors import UnknownProviderError
 
 REGISTRY: dict[str, type[Adapter]] = {
     ConsoleAdapter.name: ConsoleAdapter,
     TwilioAdapter.name: TwilioAdapter,
     ClickSendAdapter.name: ClickSendAdapter,
+    VonageAdapter.name: VonageAdapter,
+    PlivoAdapter.name: PlivoAdapter,
+    TelnyxAdapter.name: TelnyxAdapter,
+    BandwidthAdapter.name: BandwidthAdapter,
+    SinchAdapter.name: SinchAdapter,
+    MessageBirdAdapter.name: MessageBirdAdapter,
 }
 
 

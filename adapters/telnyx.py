@@ -263,6 +263,7 @@ def _event(request: WebhookRequest) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _obj(data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+    """A required object field; ``path`` names it in the error."""
     value = data.get(key)
     if value is None:
         raise PayloadError(f"missing field {path!r}", field=path)
@@ -282,6 +283,7 @@ def _first(data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
 
 
 def _str(data: Mapping[str, Any], key: str, path: str) -> str:
+    """A required non-empty string field; ``path`` names it in the error."""
     value = data.get(key)
     if value is None or value == "":
         raise PayloadError(f"missing field {path!r}", field=path)

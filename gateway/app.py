@@ -40,13 +40,12 @@ def create_app(
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["optout"] = gw
 
+    # One line per feature blueprint.
     from gateway.api import bp as api_bp
     from gateway.webhooks import bp as webhooks_bp
 
-    app.register_blueprint(webhooks_bp)
-    app.register_blueprint(api_bp)
-    for register in EXTRA_BLUEPRINTS:
-        register(app)
+    for blueprint in (webhooks_bp, api_bp):
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(GatewayError)
     def gateway_error(exc: GatewayError) -> Response:
@@ -79,10 +78,6 @@ def create_app(
         return resp
 
     return app
-
-
-#: Functions ``(app) -> None`` registering more blueprints (email pages, contacts API, ...).
-EXTRA_BLUEPRINTS: list[Any] = []
 
 
 def wsgi_app() -> Flask:

@@ -7,6 +7,7 @@ line; a missing secret names its environment variable. Values of secrets never a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,32 @@ class ComplianceConfig(_Strict):
     marketing_footer: str = "Reply STOP to opt out"
 
 
+class EmailConfig(_Strict):
+    """The email channel: unsubscribe links, topics and the optional mailto unsubscribe address."""
+
+    # Topics a marketing email may belong to (slug -> label shown on the preference page).
+    topics: dict[str, str] = Field(default_factory=dict)
+    # Added to List-Unsubscribe as a mailto: alternative when set (the mailbox must be processed by you).
+    unsubscribe_mailto: str | None = None
+    # How long an unsubscribe link works. CASL needs 60 days, CAN-SPAM 30; shorter is refused.
+    link_max_age_days: int = Field(365, ge=60, le=3650)
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_slugs(cls, value: dict[str, str]) -> dict[str, str]:
+        for slug in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", slug):
+                raise ValueError(f"topic {slug!r}: use 1-40 lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s?&]+@[^@\s?&]+", value):
+            raise ValueError("must be a plain email address")
+        return value
+
+
 class OutboxConfig(_Strict):
     """Worker and retry settings."""
 
@@ -79,6 +106,7 @@ class Settings(_Strict):
     rules: list[Any] | None = None
     rules_file: str | None = None
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     # Providers whose own keyword handling (Twilio Advanced Opt-Out) already replied: do not reply again.
     skip_reply_when_provider_handled: bool = True

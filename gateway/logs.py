@@ -10,14 +10,15 @@ import re
 
 from gateway.addresses import mask
 
-_PHONE = re.compile(r"\+?\d[\d\- ]{7,}\d")
+# E.164 numbers, or runs of 10-15 digits; dates and times ("2026-11-26 21:41:58") are left alone.
+_PHONE = re.compile(r"\+\d{6,15}(?!\d)|(?<![\d.])\d{10,15}(?![\d.])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 
 
 def scrub(text: str) -> str:
     """Replace phone numbers and email addresses in free text with their masked forms."""
     text = _EMAIL.sub(lambda m: mask(m.group(0)), text)
-    return _PHONE.sub(lambda m: mask(m.group(0).replace(" ", "").replace("-", "")), text)
+    return _PHONE.sub(lambda m: mask(m.group(0)), text)
 
 
 class MaskingFilter(logging.Filter):
@@ -45,3 +46,5 @@ def configure(level: str = "INFO") -> None:
     handler.addFilter(MaskingFilter())
     root.addHandler(handler)
     root.setLevel(level)
+    # The scheduler logs every tick at INFO; only its warnings are worth a line.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -248,3 +248,67 @@ def tables() -> list[Any]:
 def table(model: type[SQLModel]) -> Table:
     """The Core `Table` behind a model, for set-based statements (typed, unlike ``Model.__table__``)."""
     return model.__table__  # type: ignore[attr-defined]
+
+
+# ---- Campaigns and send pacing (migration 0002) ---------------------------------------------------------
+
+
+class Campaign(SQLModel, table=True):
+    """A message sent to every eligible member of a list. The row is the source of truth for scheduling.
+
+    Status: ``scheduled`` -> ``sending`` (claimed by a worker, fanning out, then draining) -> ``sent``;
+    ``cancelled`` from either of the first two. ``draft`` and ``paused`` are reserved for later use.
+    ``fanout_cursor`` is the last contact id written to the outbox, so a fan-out interrupted by a crash
+    resumes where it stopped once its lease (``lease_until``) runs out.
+    """
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_due", "status", "send_at"),)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    name: str = Field(max_length=200)
+    list_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigId, ForeignKey("contact_lists.id", ondelete="SET NULL"), nullable=True),
+    )
+    channel: str = Field(default="sms", max_length=16)
+    category: str = Field(default="marketing", max_length=20)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    subject: str | None = Field(default=None, max_length=998)
+    sender: str | None = Field(default=None, max_length=320)
+    provider: str = Field(max_length=50)
+    scope: str = Field(default="default", max_length=100)
+    status: str = Field(default="scheduled", max_length=16)
+    segments: int = 1
+    encoding: str = Field(default="GSM-7", max_length=16)
+    footer_appended: bool = False
+    send_at: datetime = _ts()
+    # Fan-out facts, written as the fan-out goes.
+    members: int = 0
+    queued: int = 0
+    excluded_opted_out: int = 0
+    excluded_no_address: int = 0
+    # Final outcome counts, written when the campaign is complete (the outbox has the live ones).
+    sent: int = 0
+    failed: int = 0
+    blocked: int = 0
+    fanout_cursor: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
+    fanned_out_at: datetime | None = _ts(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    started_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class SendPacing(SQLModel, table=True):
+    """The next free send slot of one provider/sender pair: campaign fan-outs reserve slots from it."""
+
+    __tablename__ = "send_pacing"
+    provider: str = Field(max_length=50, primary_key=True)
+    sender: str = Field(max_length=320, primary_key=True)
+    next_slot_at: datetime = _ts()
+
+
+# Campaign counts and the "is it finished" check read the outbox by (campaign, status).
+Index("ix_outbox_campaign_status", table(OutboxMessage).c.campaign_id, table(OutboxMessage).c.status)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, or_
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -170,13 +170,24 @@ def apply_consent(
     return [_apply_one(session, channel, address, s, opted_out, evidence) for s in scopes]
 
 
+#: A topic scope is ``<scope>/<topic>`` (``acme/newsletters``): an email topic a person can leave alone.
+TOPIC_SEPARATOR = "/"
+
+
+def covering_scopes(scope: str) -> list[str]:
+    """The scopes whose opt-out blocks ``scope``: itself and ``*``, and for a topic scope its parent too
+    (leaving everything from ``acme`` also leaves ``acme/newsletters``; leaving the topic leaves only it)."""
+    parent, sep, _ = scope.partition(TOPIC_SEPARATOR)
+    return [scope, ALL_SCOPES, *([parent] if sep else [])]
+
+
 def active_opt_out(session: Session, channel: str, address: str, scope: str | None = None) -> OptOut | None:
     """The opt-out that blocks ``address`` on ``channel`` in ``scope`` (any scope when None), or None."""
     stmt = select(OptOut).where(
         col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.opted_out)
     )
     if scope is not None:
-        stmt = stmt.where(or_(col(OptOut.scope) == scope, col(OptOut.scope) == ALL_SCOPES))
+        stmt = stmt.where(col(OptOut.scope).in_(covering_scopes(scope)))
     stmt = stmt.order_by(col(OptOut.since)).limit(1)
     return session.execute(stmt).scalar_one_or_none()
 

@@ -20,7 +20,7 @@ from adapters.registry import adapter_class
 from gateway.messages import DeliveryStatus, OutboundMessage
 
 # One module per provider under tests/adapters/cases/, each defining CASE.
-CASE_MODULES = ["twilio", "clicksend"]
+CASE_MODULES = ["twilio", "clicksend", "vonage", "plivo", "telnyx", "bandwidth", "sinch", "messagebird"]
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,10 @@ def test_stop_action_halts_even_after_continue() -> None:
       actions: [{reply: {text: hi}}]
     """
     ruleset = compile_yaml(rules)
-    assert evaluate(ruleset, message("a test")) == [AddToList(rule="quiet", list="Testers"), Stop(rule="quiet")]
+    assert evaluate(ruleset, message("a test")) == [
+        AddToList(rule="quiet", list="Testers"),
+        Stop(rule="quiet"),
+    ]
     assert evaluate(ruleset, message("hello")) == [Reply(rule="everything", text="hi")]
 
 
@@ -267,7 +270,11 @@ def test_opt_in_all_scopes_if() -> None:
 
 
 def test_action_to_dict() -> None:
-    assert action_to_dict(OptOut(rule="r", all_scopes=True)) == {"type": "opt_out", "rule": "r", "all_scopes": True}
+    assert action_to_dict(OptOut(rule="r", all_scopes=True)) == {
+        "type": "opt_out",
+        "rule": "r",
+        "all_scopes": True,
+    }
     assert action_to_dict(MoveContact(rule="r", to_list="B", from_list="A")) == {
         "type": "move_contact",
         "rule": "r",
