@@ -116,6 +116,8 @@ class ConsoleAdapter(Adapter):
         ]
         if message.subject:
             lines.append(f"subject: {message.subject}")
+        # Email headers matter in development: they carry the List-Unsubscribe links to try out.
+        lines += [f"header:  {name}: {value}" for name, value in message.headers.items()]
         if message.custom_string:
             lines.append(f"note:    {message.custom_string}")
         if message.idempotency_key:

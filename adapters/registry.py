@@ -9,6 +9,7 @@ from adapters.console import ConsoleAdapter
 from adapters.messagebird import MessageBirdAdapter
 from adapters.plivo import PlivoAdapter
 from adapters.sinch import SinchAdapter
+from adapters.smtp import SmtpAdapter
 from adapters.telnyx import TelnyxAdapter
 from adapters.twilio import TwilioAdapter
 from adapters.vonage import VonageAdapter
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Adapter]] = {
     ConsoleAdapter.name: ConsoleAdapter,
     TwilioAdapter.name: TwilioAdapter,
     ClickSendAdapter.name: ClickSendAdapter,
+    SmtpAdapter.name: SmtpAdapter,
     VonageAdapter.name: VonageAdapter,
     PlivoAdapter.name: PlivoAdapter,
     TelnyxAdapter.name: TelnyxAdapter,

@@ -16,7 +16,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from adapters.base import Adapter, WebhookRequest, WebhookResponse, is_transient_status, retry_after_seconds
-from gateway.errors import VerificationError
+from gateway.errors import ConfigError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -93,8 +93,10 @@ class TwilioAdapter(Adapter):
         auth_token: str,
         base_url: str = "https://api.twilio.com",
         messaging_service_sid: str | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.account_sid = account_sid
+        self.timeout = timeout
         self.base_url = base_url.rstrip("/")
         self.messaging_service_sid = messaging_service_sid or None
         self.messages_url = f"{self.base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
@@ -109,12 +111,17 @@ class TwilioAdapter(Adapter):
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], env: Mapping[str, str] | None = None) -> TwilioAdapter:
         """Build from ``providers.twilio``: ``account_sid_env``, ``auth_token_env``, ``base_url``,
-        ``messaging_service_sid`` (used when a message has no sender)."""
+        ``messaging_service_sid`` (used when a message has no sender), ``timeout`` (seconds per send)."""
+        try:
+            timeout = float(settings.get("timeout", 10.0))
+        except (TypeError, ValueError):
+            raise ConfigError("providers.twilio.timeout must be a number") from None
         return cls(
             account_sid=cls.secret(settings, env, "account_sid", cls.env_defaults["account_sid"]),
             auth_token=cls.secret(settings, env, "auth_token", cls.env_defaults["auth_token"]),
             base_url=str(settings.get("base_url") or cls.default_base_url),
             messaging_service_sid=str(settings.get("messaging_service_sid") or "") or None,
+            timeout=timeout,
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ prints pyinstrument's call tree. This is the tool behind the fixes listed in `do
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import logging
 import os
 import tempfile
 import time
@@ -76,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     write_requests(tmp / "r.txt", "http://bench.invalid" + PATH, "P", args.requests, 20_000)
                 )
                 # Logging to the terminal would dominate the profile; the server logs to a file instead.
-                with contextlib.redirect_stderr(io.StringIO()):
+                with (tmp / "gateway.log").open("w", encoding="utf-8") as log:
+                    for handler in logging.getLogger().handlers:
+                        if isinstance(handler, logging.StreamHandler):
+                            handler.setStream(log)
                     post_all(app, warm)
                     profiler = Profiler(interval=0.0005)
                     start = time.perf_counter()

@@ -31,6 +31,8 @@ class MessageIn(BaseModel):
     category: Literal["marketing", "informational", "transactional"] = "marketing"
     bypass_reason: str | None = Field(default=None, max_length=1000)
     idempotency_key: str | None = Field(default=None, max_length=150)
+    # An email topic from `email.topics` (newsletters): blocked when the person left it or everything.
+    topic: str | None = Field(default=None, max_length=40)
 
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
@@ -97,6 +99,7 @@ def send_message() -> tuple[Response, int]:
             idempotency_key=f"api:{data.idempotency_key}" if data.idempotency_key else None,
             subject=data.subject,
             html_body=data.html_body,
+            topic=data.topic,
         )
     payload = MessageAccepted(id=result.id, status=result.status, idempotency_key=result.idempotency_key)
     return jsonify(payload.model_dump()), 202

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from gateway import logs
+from gateway import logs, ratelimit
 from gateway.config import Settings, load_config, settings_from_mapping
 from gateway.errors import GatewayError
 from gateway.http import error_response, problem
@@ -39,12 +39,14 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["optout"] = gw
+    ratelimit.init_app(app, settings.rate_limit)  # first, so a refused client costs no more work
 
     # One line per feature blueprint.
     from gateway.api import bp as api_bp
+    from gateway.unsubscribe import bp as unsubscribe_bp
     from gateway.webhooks import bp as webhooks_bp
 
-    for blueprint in (webhooks_bp, api_bp):
+    for blueprint in (webhooks_bp, api_bp, unsubscribe_bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(GatewayError)

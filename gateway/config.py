@@ -88,6 +88,30 @@ class OutboxConfig(_Strict):
     poll_interval: float = Field(1.0, gt=0)
 
 
+class RateLimitConfig(_Strict):
+    """Limits on the public endpoints, per client address (see `gateway.ratelimit`)."""
+
+    enabled: bool = True
+    # Rejected webhook requests (bad signature, malformed, unknown provider, too large); verified
+    # deliveries never count, so a provider's burst after a campaign is never throttled.
+    webhooks: str = "600/minute"
+    # Every request to the email preference pages under /u/.
+    pages: str = "600/minute"
+    # How many reverse proxies in front of the gateway append to X-Forwarded-For (0: use the peer).
+    trusted_proxies: int = Field(0, ge=0, le=10)
+
+    @field_validator("webhooks", "pages")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit such as '600/minute': {value!r}") from None
+        return value
+
+
 class Settings(_Strict):
     """The whole validated configuration."""
 
@@ -108,6 +132,7 @@ class Settings(_Strict):
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     # Providers whose own keyword handling (Twilio Advanced Opt-Out) already replied: do not reply again.
     skip_reply_when_provider_handled: bool = True
     log_level: str = "INFO"
@@ -210,7 +235,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
 
 def compile_configured_rules(settings: Settings) -> Any:
     """Compile the rules a configuration names (inline, ``rules_file``, or the shipped defaults)."""
-    from rules import compile_rules, load_yaml
+    from rules import DEFAULT_RULES_PATH, compile_rules, load_default_rules, load_yaml
 
     raw: Any
     filename = settings.source
@@ -226,8 +251,7 @@ def compile_configured_rules(settings: Settings) -> Any:
     elif settings.rules is not None:
         raw = settings.rules
     else:
-        filename = str(Path(__file__).resolve().parent.parent / "rules" / "default_rules.yaml")
-        raw = load_yaml(Path(filename).read_text(encoding="utf-8"), filename)
+        filename, raw = str(DEFAULT_RULES_PATH), load_default_rules()
     return compile_rules(
         raw,
         filename=filename,

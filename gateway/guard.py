@@ -13,16 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from gateway.addresses import normalize_address, normalize_sender
+from gateway.email import check_topic, prepare, topic_scope
 from gateway.errors import OptedOutError, PayloadError
 from gateway.messages import Category
-from gateway.models import ALL_SCOPES, ConsentEvent, OptOut, utcnow
+from gateway.models import ConsentEvent, OptOut, utcnow
 from gateway.runtime import Gateway
-from gateway.storage import active_opt_out, enqueue
+from gateway.storage import active_opt_out, covering_scopes, enqueue
 
 
 def check(session: Session, gw: Gateway, channel: str, address: str, scope: str) -> None:
@@ -59,7 +59,7 @@ def opted_out_among(session: Session, channel: str, addresses: Iterable[str], sc
         stmt = select(OptOut.address).where(
             col(OptOut.channel) == channel,
             col(OptOut.opted_out),
-            or_(col(OptOut.scope) == scope, col(OptOut.scope) == ALL_SCOPES),
+            col(OptOut.scope).in_(covering_scopes(scope)),
             col(OptOut.address).in_(chunk),
         )
         found.update(session.execute(stmt).scalars())
@@ -93,12 +93,16 @@ def submit(
     inbound_id: int | None = None,
     provider: str | None = None,
     normalized: bool = False,
+    topic: str | None = None,
 ) -> Submitted:
     """Check consent and queue one message; the only way a message reaches the outbox.
 
     Raises `OptedOutError` for an opted-out recipient unless ``category`` is compliance, or transactional
     with a ``bypass_reason`` (then the bypass is ledgered). ``normalized`` skips re-parsing addresses that
-    the caller already normalised (campaign fan-out, the webhook path).
+    the caller already normalised (campaign fan-out, the webhook path). A ``topic`` (one of
+    ``email.topics``) narrows the scope to ``<scope>/<topic>``: blocked when the person left that topic or
+    everything. Emails get their unsubscribe link and headers here (`gateway.email.prepare`), so the row
+    in the outbox is exactly what is sent.
     """
     region = gw.settings.default_region
     if category not in Category.__members__.values():
@@ -109,7 +113,9 @@ def submit(
     sender = sender or gw.default_sender(channel)
     if sender and not normalized and channel == "sms":
         sender = normalize_sender(sender, region)
-    scope = gw.settings.scope_for(sender)
+    base_scope = gw.settings.scope_for(sender)
+    check_topic(gw.settings, topic)
+    scope = topic_scope(base_scope, topic)
     if category != Category.COMPLIANCE:
         try:
             check(session, gw, channel, address, scope)
@@ -129,6 +135,10 @@ def submit(
                     recorded_at=utcnow(),
                 )
             )
+    if channel == "email":
+        prepared = prepare(gw, category=str(category), address=address, scope=base_scope, topic=topic,
+                           body=body, html_body=html_body, headers=headers)
+        body, html_body, headers = prepared.body, prepared.html_body, prepared.headers
     key = idempotency_key or f"msg:{uuid.uuid4()}"
     new_id = enqueue(
         session,

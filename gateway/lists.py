@@ -1,19 +1,68 @@
-"""Contacts and lists as the rule engine's list actions need them, and reply-to-campaign linking.
+"""Contacts and lists as the rule engine's list actions need them, reply-to-campaign linking, and the
+idempotent bulk-insert helpers the contact, import and campaign modules share.
 
-The REST API and CLI for contacts and lists build on these helpers.
+The REST API and CLI for contacts and lists (`gateway.contacts`) build on these helpers.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 
 from gateway.messages import InboundMessage
-from gateway.models import Contact, ContactList, InboundRecord, ListMember, OutboxMessage, table, utcnow
+from gateway.models import (
+    ALL_SCOPES,
+    Campaign,
+    Contact,
+    ContactList,
+    InboundRecord,
+    ListMember,
+    OutboxMessage,
+    table,
+    utcnow,
+)
 from gateway.runtime import Gateway
 from gateway.storage import insert_ignore
 from rules import actions as A
+
+# What a campaign message carries as ClickSend's custom_string (its outbox idempotency key); replies echo it.
+_CAMPAIGN_TAG = re.compile(r"^campaign:(\d+)(?::|$)")
+
+
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` construct with ON CONFLICT support for the session's database."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_many_ignore(
+    session: Session, target: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]
+) -> int:
+    """Insert many rows, skipping those whose ``conflict`` columns exist already; how many were new.
+
+    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per page of rows (SQLAlchemy batches).
+    """
+    if not rows:
+        return 0
+    stmt = dialect_insert(session)(target).on_conflict_do_nothing(index_elements=list(conflict))
+    return len(session.execute(stmt.returning(target.c[conflict[0]]), list(rows)).all())
+
+
+def insert_select_ignore(
+    session: Session, target: Table, columns: Sequence[str], source: Select[Any], conflict: Sequence[str]
+) -> int:
+    """``INSERT INTO target (columns) SELECT ... ON CONFLICT DO NOTHING``; how many rows were new.
+
+    ``source`` must have a WHERE clause (SQLite needs one to parse ON CONFLICT after a SELECT).
+    """
+    stmt = dialect_insert(session)(target).from_select(list(columns), source)
+    result = session.execute(stmt.on_conflict_do_nothing(index_elements=list(conflict)))
+    return int(getattr(result, "rowcount", 0))
 
 
 def contact_for(session: Session, channel: str, address: str, create: bool = True) -> int | None:
@@ -40,7 +89,8 @@ def list_id(session: Session, name: str, channel: str = "sms", create: bool = Tr
     insert_ignore(
         session,
         table(ContactList),
-        {"name": name, "channel": channel, "scope": "default", "system": False, "created_at": utcnow()},
+        # Scope * cleans the list of opt-outs in any scope: the safe default for a list any sender may use.
+        {"name": name, "channel": channel, "scope": ALL_SCOPES, "system": False, "created_at": utcnow()},
         ("name",),
     )
     return session.execute(select(ContactList.id).where(col(ContactList.name) == name)).scalar()
@@ -48,11 +98,9 @@ def list_id(session: Session, name: str, channel: str = "sms", create: bool = Tr
 
 def add_member(session: Session, list_pk: int, contact_pk: int) -> bool:
     """Add a contact to a list; False when it was already a member."""
-    dialect = session.get_bind().dialect.name
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table(ListMember)).values(list_id=list_pk, contact_id=contact_pk, added_at=utcnow())
+    stmt = dialect_insert(session)(table(ListMember)).values(
+        list_id=list_pk, contact_id=contact_pk, added_at=utcnow()
+    )
     result = session.execute(stmt.on_conflict_do_nothing(index_elements=["list_id", "contact_id"]))
     return bool(getattr(result, "rowcount", 0))
 
@@ -66,8 +114,9 @@ def remove_member(session: Session, list_pk: int, contact_pk: int) -> bool:
 
 
 def campaign_for_reply(session: Session, msg: InboundMessage) -> int | None:
-    """The campaign an inbound message answers: by the provider's reply link, else the last message sent
-    to that number from the number it texted."""
+    """The campaign an inbound message answers: by the provider's reply link (ClickSend
+    ``original_message_id``, then the ``custom_string`` our campaign message carried), else the last
+    message sent to that number from the number it texted."""
     stmt = select(OutboxMessage.campaign_id).where(col(OutboxMessage.campaign_id).is_not(None))
     if msg.in_reply_to:
         found = session.execute(
@@ -75,6 +124,11 @@ def campaign_for_reply(session: Session, msg: InboundMessage) -> int | None:
         ).scalar()
         if found is not None:
             return found
+    tagged = _CAMPAIGN_TAG.match(msg.custom_string or "")
+    if tagged:
+        campaign = session.get(Campaign, int(tagged.group(1)))
+        if campaign is not None:
+            return campaign.id
     last = session.execute(
         select(OutboxMessage.campaign_id)
         .where(
@@ -90,14 +144,10 @@ def campaign_for_reply(session: Session, msg: InboundMessage) -> int | None:
 
 
 def campaign_list_id(session: Session, campaign_id: int | None) -> int | None:
-    """The list a campaign was sent to (None when campaigns are unknown or the id is None)."""
+    """The list a campaign was sent to (None when the id is None or the list was deleted since)."""
     if campaign_id is None:
         return None
-    campaigns = SQLModel.metadata.tables.get("campaigns")
-    if campaigns is None:  # campaigns are not part of this schema
-        return None
-    row = session.execute(select(campaigns.c.list_id).where(campaigns.c.id == campaign_id)).first()
-    return int(row[0]) if row else None
+    return session.execute(select(Campaign.list_id).where(col(Campaign.id) == campaign_id)).scalar()
 
 
 def apply_list_action(

@@ -310,5 +310,7 @@ class SendPacing(SQLModel, table=True):
     next_slot_at: datetime = _ts()
 
 
-# Campaign counts and the "is it finished" check read the outbox by (campaign, status).
+# Campaign counts and the "is it finished" check read the outbox by (campaign, status); linking a reply to
+# the last message sent to that number reads it by recipient.
 Index("ix_outbox_campaign_status", table(OutboxMessage).c.campaign_id, table(OutboxMessage).c.status)
+Index("ix_outbox_recipient", table(OutboxMessage).c.recipient)

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 
 from adapters.base import is_transient_status, retry_after_seconds
 from gateway.addresses import mask
+from gateway.email import unsubscribe_problem
 from gateway.errors import OptedOutError
 from gateway.guard import check
 from gateway.messages import Category, OutboundMessage, SendOutcome, SendResult
@@ -155,6 +156,10 @@ def dispatch(gw: Gateway, item: Claimed, owner: str, now: Callable[[], datetime]
         except OptedOutError as exc:
             _finish(gw, item, owner, status="blocked", last_error=f"opted out since {exc.since}")
             return "blocked"
+    refused = item.kind == "message" and unsubscribe_problem(item.channel, item.category, item.headers)
+    if refused:  # a marketing email that cannot be left is never sent, whatever path queued it
+        _finish(gw, item, owner, status="failed", last_error=refused)
+        return "failed"
     if item.kind == "forward":
         result = _forward(gw, item)
     else:

@@ -11,13 +11,23 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import Adapter
+from adapters.base import Adapter, WebhookRequest
 from adapters.registry import adapter_class
 from gateway.config import Settings, compile_configured_rules
 from gateway.db import Database
 from gateway.errors import ConfigError, UnknownProviderError
 
 log = logging.getLogger(__name__)
+
+
+def _accepts_unsigned(adapter: Adapter, name: str) -> bool:
+    """Whether ``adapter`` lets an empty request with no signature or token through `Adapter.verify`."""
+    probe = WebhookRequest.build("POST", f"http://localhost/webhooks/{name}/inbound")
+    try:
+        adapter.verify(probe)
+    except Exception:  # any refusal will do: the probe only asks whether it is let through
+        return False
+    return True
 
 
 class Gateway:
@@ -42,6 +52,9 @@ class Gateway:
                     f"{settings.source}: senders: {sender.address}: provider {sender.provider!r} "
                     "is not configured under providers"
                 )
+        from gateway.email import check_email_config
+
+        check_email_config(self)  # email configured: public_url and the link secret must be there
 
     def _build_adapter(self, name: str, block: Mapping[str, Any]) -> Adapter:
         kind = str(block.get("adapter", name))
@@ -57,6 +70,9 @@ class Gateway:
             raise type(exc)(f"{self.settings.source}: providers.{name}: {exc}") from None
         if settings.get("verify_signatures") is False or settings.get("allow_unauthenticated") is True:
             log.warning("providers.%s: webhook verification is turned OFF by configuration", name)
+        elif _accepts_unsigned(adapter, name):
+            # No switch says so, yet anyone can post to it (the console adapter without a token).
+            log.warning("providers.%s: webhooks are accepted without any signature or token", name)
         return adapter
 
     def adapter(self, name: str) -> Adapter:

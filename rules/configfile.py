@@ -2,8 +2,10 @@
 
 The configuration holds the rules inline (``rules:``, a list) or points at a separate file
 (``rules_file:``, relative to the configuration's folder) that holds a list or a mapping with
-``rules:``. Only the keys the rule engine needs are read here (``rules``, ``rules_file``,
-``compliance.allow_no_opt_out``, ``templates``); the rest of the configuration is left to its owner.
+``rules:``; with neither, the shipped default rules apply. Only the keys the rule engine needs are
+read here (``rules``, ``rules_file``, ``compliance.allow_no_opt_out``, ``templates``); the rest of the
+configuration is left to its owner. The defaults match the gateway's own start-up, so ``rules check``
+accepts exactly what the gateway would run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class RuleConfig:
     #: The file the rules were read from (the rules file when ``rules_file`` is used).
     filename: str
     allow_no_opt_out: bool = False
-    #: Template names replies may use; None when the configuration has no ``templates`` section.
+    #: Template names replies may use (None: do not check).
     templates: frozenset[str] | None = None
 
     def compile(self) -> RuleSet:
@@ -71,12 +73,14 @@ def rules_from_config_data(config: object, config_path: str | Path) -> RuleConfi
         raise _fail(
             name, line_of(config), f"the configuration must be a mapping, not {describe_type(config)}"
         )
-    if "rules" in config and "rules_file" in config:
+    if config.get("rules") is not None and config.get("rules_file") is not None:
         raise _fail(name, line_of(config, "rules_file"), "give either rules or rules_file, not both")
 
     rules: object = config.get("rules")
     filename = name
-    if config.get("rules_file") is not None:
+    if rules is None and config.get("rules_file") is None:
+        rules, filename = load_default_rules(), str(DEFAULT_RULES_PATH)
+    elif config.get("rules_file") is not None:
         rules_file = config["rules_file"]
         if not isinstance(rules_file, str) or not rules_file.strip():
             raise _fail(
@@ -115,16 +119,16 @@ def rules_from_config_data(config: object, config_path: str | Path) -> RuleConfi
             )
 
     templates = config.get("templates")
-    names: frozenset[str] | None = None
-    if templates is not None:
-        if not isinstance(templates, Mapping):
-            raise _fail(
-                name,
-                line_of(config, "templates"),
-                f"templates must be a mapping, not {describe_type(templates)}",
-            )
-        names = frozenset(str(key) for key in templates)
-    return RuleConfig(rules, filename, allow_no_opt_out, names)
+    if templates is None:
+        # The gateway's built-in templates apply when the configuration defines none.
+        from gateway.config import DEFAULT_TEMPLATES
+
+        templates = DEFAULT_TEMPLATES
+    elif not isinstance(templates, Mapping):
+        raise _fail(
+            name, line_of(config, "templates"), f"templates must be a mapping, not {describe_type(templates)}"
+        )
+    return RuleConfig(rules, filename, allow_no_opt_out, frozenset(str(key) for key in templates))
 
 
 def read_rule_config(path: str | Path) -> RuleConfig:

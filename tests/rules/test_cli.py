@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.errors import ConfigError
-from rules import DEFAULT_RULES_PATH, read_rules_from_config
+from rules import DEFAULT_RULES_PATH, read_rule_config, read_rules_from_config
 from rules.cli import rules_cli
 
 TEMPLATES = """
@@ -135,6 +135,26 @@ def test_check_reports_config_problems(tmp_path: Path, text: str, expected: str)
     code, output = run("check", "--config", str(path))
     assert code == 1
     assert expected in output
+
+
+def test_without_rules_the_stock_rules_and_templates_apply(tmp_path: Path) -> None:
+    # As at gateway start-up: no rules -> the shipped defaults; no templates -> the built-in ones.
+    path = write(tmp_path, "config.yaml", "brand: Shop\n")
+    assert run("check", "--config", str(path)) == (0, "ok: 3 rules\n")
+    config = read_rule_config(path)
+    assert config.filename == str(DEFAULT_RULES_PATH)
+    assert config.templates == {"opt_out", "opt_in", "help"}
+
+
+def test_reply_templates_are_checked_against_the_built_in_names(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "config.yaml",
+        "rules:\n  - name: out\n    match: {exact: [STOP]}\n    actions: [opt_out, {reply: {template: bye}}]\n",
+    )
+    code, output = run("check", "--config", str(path))
+    assert code == 1
+    assert "reply template 'bye' is not defined under templates (defined: help, opt_in, opt_out)" in output
 
 
 def test_check_missing_config(tmp_path: Path) -> None:

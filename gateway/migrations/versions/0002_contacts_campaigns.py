@@ -1,4 +1,4 @@
-"""contacts, lists and campaigns: campaigns, send pacing, outbox index by campaign and status
+"""contacts, lists and campaigns: campaigns, send pacing, outbox indexes by campaign and by recipient
 
 Revision ID: 0002
 Revises: 0001
@@ -64,10 +64,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_campaign_status', ['campaign_id', 'status'], unique=False)
+        batch_op.create_index('ix_outbox_recipient', ['recipient'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_recipient')
         batch_op.drop_index('ix_outbox_campaign_status')
 
     op.drop_table('send_pacing')

@@ -1,0 +1,435 @@
+"""Streaming CSV import of contacts into a list.
+
+The file is read row by row with the `csv` module and written in batches (one transaction each), so memory
+stays flat however long the file is: a million rows need one batch of rows in memory, not a million.
+
+For each row: the address of the list's channel (phone for SMS lists, email for email lists) is required and
+normalised (phones with the configured default region); the other address, names and remaining columns are
+optional. Rows naming a contact that exists (or appeared earlier in the file) update it: non-empty values
+replace, custom fields merge. People on the Opt-Out List for the list's channel and scope are skipped unless
+``include_opted_out``. Every row that is not imported is reported with its row number, column, value and
+reason; no row is dropped silently. Row numbers count the header as row 1, as a spreadsheet shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from gateway.addresses import normalize_email, normalize_phone
+from gateway.contacts import CONTACTS, MEMBERS, editable_list, opted_out_addresses
+from gateway.errors import InvalidAddressError, PayloadError
+from gateway.lists import dialect_insert, insert_many_ignore
+from gateway.models import ContactList, utcnow
+from gateway.runtime import Gateway
+
+BATCH_SIZE = 5000
+NAME_MAX = 200
+# Header spellings recognised without a --map (compared lower-cased, with spaces and dashes as underscores).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "phone": ("phone", "phone_number", "mobile", "mobile_number", "mobile_phone", "cell", "msisdn", "number"),
+    "email": ("email", "email_address", "e_mail", "mail"),
+    "first_name": ("first_name", "firstname", "first", "given_name"),
+    "last_name": ("last_name", "lastname", "last", "surname", "family_name"),
+}
+TARGETS = (*ALIASES, "ignore")
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that was not imported, and why."""
+
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``rows`` = created + updated + duplicates_merged + skipped_opted_out + rejected."""
+
+    list_id: int
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    duplicates_merged: int = 0
+    added_to_list: int = 0
+    already_in_list: int = 0
+    skipped_opted_out: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict."""
+        return asdict(self)
+
+
+@dataclass
+class _Row:
+    row: int
+    primary: str
+    secondary: str | None
+    first_name: str | None
+    last_name: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def parse_mapping(items: Iterable[str]) -> dict[str, str]:
+    """``["Mobile=phone", "Notes=ignore"]`` -> ``{"Mobile": "phone", "Notes": "ignore"}``.
+
+    A target that is not phone/email/first_name/last_name/ignore names a custom field.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, target = item.partition("=")
+        if not sep or not column.strip() or not target.strip():
+            raise PayloadError(f"map {item!r} must look like COLUMN=FIELD", field="map")
+        out[column.strip()] = target.strip()
+    return out
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def column_plan(header: Sequence[str], mapping: Mapping[str, str], channel: str) -> list[str]:
+    """The target of each header column: a standard field, ``ignore``, or ``fields.NAME`` (custom)."""
+    keys = [_key(h) for h in header]
+    if len(set(keys)) != len(keys):
+        raise PayloadError("the header names a column twice", field="file")
+    by_key = {_key(k): v for k, v in mapping.items()}
+    unknown = [k for k in mapping if _key(k) not in keys]
+    if unknown:
+        raise PayloadError(f"map names columns the header does not have: {', '.join(unknown)}", field="map")
+    plan = []
+    for raw, key in zip(header, keys, strict=True):
+        target = by_key.get(key)
+        if target is None:
+            target = next(
+                (name for name, aliases in ALIASES.items() if key in aliases), f"fields.{raw.strip()}"
+            )
+        elif _key(target) in TARGETS:
+            target = _key(target)
+        else:
+            target = f"fields.{target.removeprefix('fields.')}"
+        plan.append(target)
+    for standard in ALIASES:
+        if plan.count(standard) > 1:
+            raise PayloadError(f"two columns map to {standard}", field="map")
+    primary = "phone" if channel == "sms" else "email"
+    if primary not in plan:
+        raise PayloadError(
+            f"no {primary} column: name one {primary!r} or map it with --map COLUMN={primary}", field="map"
+        )
+    return plan
+
+
+class _CountingReader(io.RawIOBase):
+    """Passes bytes through and reports how many were read (for a progress bar over the file size)."""
+
+    def __init__(self, inner: IO[bytes], on_progress: Callable[[int], None] | None) -> None:
+        self._inner = inner
+        self._on_progress = on_progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if n and self._on_progress is not None:
+            self._on_progress(n)
+        return n
+
+
+class _Importer:
+    def __init__(
+        self,
+        gw: Gateway,
+        target: ContactList,
+        include_opted_out: bool,
+        on_reject: Callable[[Reject], None] | None,
+    ) -> None:
+        assert target.id is not None
+        self.gw = gw
+        self.target = target
+        self.include_opted_out = include_opted_out
+        self.on_reject = on_reject
+        self.region = gw.settings.default_region
+        self.channel = target.channel
+        self.primary_col = "phone" if self.channel == "sms" else "email"
+        self.secondary_col = "email" if self.channel == "sms" else "phone"
+        self.report = ImportReport(list_id=target.id)
+
+    # -- parsing -------------------------------------------------------------------------------------
+
+    def reject(self, row: int, column: str, value: str, reason: str) -> None:
+        self.report.rejected += 1
+        if self.on_reject is not None:
+            self.on_reject(Reject(row, column, value, reason))
+
+    def _address(self, kind: str, raw: str) -> str:
+        return normalize_phone(raw, self.region) if kind == "phone" else normalize_email(raw)
+
+    def parse(
+        self, number: int, values: list[str], header: Sequence[str], plan: Sequence[str]
+    ) -> _Row | None:
+        if len(values) > len(plan) and any(v.strip() for v in values[len(plan) :]):
+            self.reject(number, "", ",".join(values), f"{len(values)} values but the header has {len(plan)}")
+            return None
+        bad = next((i for i, v in enumerate(values[: len(plan)]) if "\ufffd" in v), None)
+        if bad is not None:
+            self.reject(number, header[bad], values[bad], "not valid UTF-8 text")
+            return None
+        data: dict[str, str] = {}
+        custom: dict[str, str] = {}
+        for name, target, value in zip(header, plan, values, strict=False):
+            value = value.strip()
+            if target == "ignore" or not value:
+                continue
+            if target.startswith("fields."):
+                custom[target.removeprefix("fields.")] = value
+            else:
+                data[target] = value
+            if target in ("first_name", "last_name") and len(value) > NAME_MAX:
+                self.reject(number, name, value[:50], f"{target} longer than {NAME_MAX} characters")
+                return None
+        addresses: dict[str, str | None] = {}
+        for kind in (self.primary_col, self.secondary_col):
+            raw = data.get(kind)
+            if raw is None:
+                addresses[kind] = None
+                continue
+            try:
+                addresses[kind] = self._address(kind, raw)
+            except InvalidAddressError:
+                self.reject(number, _column_for(header, plan, kind), raw, f"invalid {kind}")
+                return None
+        primary = addresses[self.primary_col]
+        if primary is None:
+            self.reject(
+                number, _column_for(header, plan, self.primary_col), "", f"missing {self.primary_col}"
+            )
+            return None
+        return _Row(
+            number,
+            primary,
+            addresses[self.secondary_col],
+            data.get("first_name"),
+            data.get("last_name"),
+            custom,
+        )
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def flush(self, batch: dict[str, _Row]) -> None:
+        if not batch:
+            return
+        with self.gw.db.transaction() as session:
+            rows = self._without_opted_out(session, list(batch.values()))
+            contact_ids = self._upsert(session, rows)
+            now = utcnow()
+            members = [
+                {"list_id": self.report.list_id, "contact_id": c, "added_at": now} for c in contact_ids
+            ]
+            added = insert_many_ignore(session, MEMBERS, members, ("list_id", "contact_id"))
+        self.report.added_to_list += added
+        self.report.already_in_list += len(contact_ids) - added
+
+    def _without_opted_out(self, session: Session, rows: list[_Row]) -> list[_Row]:
+        if self.include_opted_out:
+            return rows
+        scope = self.target.scope
+        out = opted_out_addresses(session, self.channel, [r.primary for r in rows], scope)
+        if self.gw.settings.compliance.cross_channel:
+            other = "email" if self.channel == "sms" else "sms"
+            out |= opted_out_addresses(session, other, [r.secondary for r in rows if r.secondary], scope)
+        kept = [r for r in rows if r.primary not in out and (r.secondary is None or r.secondary not in out)]
+        self.report.skipped_opted_out += len(rows) - len(kept)
+        return kept
+
+    def _existing(self, session: Session, column: str, values: list[str]) -> dict[str, dict[str, Any]]:
+        if not values:
+            return {}
+        stmt = select(CONTACTS).where(CONTACTS.c[column].in_(values))
+        return {row[column]: dict(row) for row in session.execute(stmt).mappings()}
+
+    def _upsert(self, session: Session, rows: list[_Row]) -> list[int]:
+        prim, sec = self.primary_col, self.secondary_col
+        by_primary = self._existing(session, prim, [r.primary for r in rows])
+        by_secondary = self._existing(session, sec, [r.secondary for r in rows if r.secondary])
+        claimed: dict[str, str] = {}  # secondary address -> primary of the row in this batch that set it
+        inserts: list[_Row] = []
+        updates: list[tuple[dict[str, Any], _Row]] = []
+        for r in rows:
+            existing = by_primary.get(r.primary)
+            if r.secondary:
+                owner = by_secondary.get(r.secondary)
+                if claimed.get(r.secondary, r.primary) != r.primary:
+                    self.reject(r.row, sec, r.secondary, f"{sec} repeated in this file for another {prim}")
+                    continue
+                if owner is not None and (existing is None or owner["id"] != existing["id"]):
+                    if existing is None and owner[prim] is None:
+                        existing = owner  # the same person, known so far only by the other address
+                    else:
+                        self.reject(
+                            r.row, sec, r.secondary, f"{sec} already belongs to contact {owner['id']}"
+                        )
+                        continue
+                claimed[r.secondary] = r.primary
+            if existing is None:
+                inserts.append(r)
+            else:
+                updates.append((existing, r))
+        ids = self._create(session, inserts, updates)
+        ids += self._update(session, updates)
+        return ids
+
+    def _create(
+        self, session: Session, inserts: list[_Row], updates: list[tuple[dict[str, Any], _Row]]
+    ) -> list[int]:
+        if not inserts:
+            return []
+        now = utcnow()
+        prim, sec = self.primary_col, self.secondary_col
+        values = [
+            {
+                prim: r.primary,
+                sec: r.secondary,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "fields": r.fields,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in inserts
+        ]
+        stmt = dialect_insert(session)(CONTACTS).on_conflict_do_nothing()
+        returned = session.execute(stmt.returning(CONTACTS.c.id, CONTACTS.c[prim]), values).all()
+        created = {address: contact_id for contact_id, address in returned}
+        self.report.created += len(created)
+        lost = [r for r in inserts if r.primary not in created]
+        if lost:
+            # Another writer inserted one of these addresses after we looked (PostgreSQL only): update it.
+            again = self._existing(session, prim, [r.primary for r in lost])
+            for r in lost:
+                if r.primary in again:
+                    updates.append((again[r.primary], r))
+                else:
+                    self.reject(r.row, sec, r.secondary or "", f"{sec} already belongs to another contact")
+        return list(created.values())
+
+    def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> list[int]:
+        changed: list[dict[str, Any]] = []
+        now = utcnow()
+        for existing, r in updates:
+            new = {
+                "b_id": existing["id"],
+                "b_phone": r.primary if self.primary_col == "phone" else (r.secondary or existing["phone"]),
+                "b_email": r.primary if self.primary_col == "email" else (r.secondary or existing["email"]),
+                "b_first": r.first_name or existing["first_name"],
+                "b_last": r.last_name or existing["last_name"],
+                "b_fields": {**(existing["fields"] or {}), **r.fields},
+                "b_now": now,
+            }
+            old = (
+                existing["phone"],
+                existing["email"],
+                existing["first_name"],
+                existing["last_name"],
+                existing["fields"] or {},
+            )
+            if (new["b_phone"], new["b_email"], new["b_first"], new["b_last"], new["b_fields"]) != old:
+                changed.append(new)
+        if changed:
+            stmt = (
+                update(CONTACTS)
+                .where(CONTACTS.c.id == bindparam("b_id"))
+                .values(
+                    phone=bindparam("b_phone"),
+                    email=bindparam("b_email"),
+                    first_name=bindparam("b_first"),
+                    last_name=bindparam("b_last"),
+                    fields=bindparam("b_fields", type_=CONTACTS.c.fields.type),
+                    updated_at=bindparam("b_now", type_=CONTACTS.c.updated_at.type),
+                )
+            )
+            session.execute(stmt, changed)
+        self.report.updated += len(updates)
+        return [existing["id"] for existing, _ in updates]
+
+
+def _column_for(header: Sequence[str], plan: Sequence[str], target: str) -> str:
+    return next((h for h, t in zip(header, plan, strict=True) if t == target), target)
+
+
+def _records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    # Row numbers count records (a quoted value may span lines), the header being row 1.
+    number = 0
+    for values in csv.reader(text):
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue  # a blank line is not a row
+        number += 1
+        yield number, values
+
+
+def import_csv(
+    gw: Gateway,
+    stream: IO[bytes],
+    list_ref: int | str,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    include_opted_out: bool = False,
+    batch_size: int = BATCH_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+    on_reject: Callable[[Reject], None] | None = None,
+) -> ImportReport:
+    """Import a CSV (bytes, UTF-8, first row the header) into a list; see the module docstring.
+
+    ``on_progress`` gets the number of bytes read as the file is consumed; ``on_reject`` every row that was
+    not imported. Each batch commits on its own, so an interrupted import keeps what it had written and can
+    simply be run again (rows already imported update their contact and change nothing else).
+    """
+    with gw.db.read() as session:
+        target = editable_list(session, list_ref)
+    importer = _Importer(gw, target, include_opted_out, on_reject)
+    text = io.TextIOWrapper(
+        io.BufferedReader(_CountingReader(stream, on_progress)),
+        encoding="utf-8-sig",
+        errors="replace",
+        newline="",
+    )
+    records = _records(text)
+    first = next(records, None)
+    if first is None:
+        raise PayloadError("the file is empty: its first row must name the columns", field="file")
+    header = first[1]
+    plan = column_plan(header, mapping or {}, target.channel)
+    batch: dict[str, _Row] = {}
+    for number, values in records:
+        importer.report.rows += 1
+        parsed = importer.parse(number, values, header, plan)
+        if parsed is None:
+            continue
+        seen = batch.get(parsed.primary)
+        if seen is not None:
+            # The same person twice in a batch: one contact, later non-empty values win.
+            importer.report.duplicates_merged += 1
+            seen.secondary = parsed.secondary or seen.secondary
+            seen.first_name = parsed.first_name or seen.first_name
+            seen.last_name = parsed.last_name or seen.last_name
+            seen.fields.update(parsed.fields)
+            continue
+        batch[parsed.primary] = parsed
+        if len(batch) >= batch_size:
+            importer.flush(batch)
+            batch = {}
+    importer.flush(batch)
+    return importer.report
