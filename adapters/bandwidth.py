@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
+from adapters._common import iso_time, number_setting, response_body, string_field
+from adapters.base import Adapter, WebhookRequest, is_transient_status
 from gateway.errors import ConfigError, PayloadError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
@@ -83,16 +83,12 @@ class BandwidthAdapter(Adapter):
         application_id = str(settings.get("application_id") or "")
         if not application_id:
             raise ConfigError("providers.bandwidth.application_id is required (the messaging Application)")
-        try:
-            timeout = float(settings.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            raise ConfigError("providers.bandwidth.timeout must be a number") from None
         return cls(
             **{key: cls.secret(settings, env, key, var) for key, var in cls.env_defaults.items()},
             application_id=application_id,
             base_url=settings.get("base_url"),
             sender=settings.get("from"),
-            timeout=timeout,
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -127,11 +123,11 @@ class BandwidthAdapter(Adapter):
             messages.append(
                 InboundMessage(
                     provider=self.name,
-                    provider_message_id=_str(message, "id", path),
-                    sender=_str(message, "from", path),
+                    provider_message_id=string_field(message, "id", f"{path}.id"),
+                    sender=string_field(message, "from", f"{path}.from"),
                     recipient=_our_number(event, message, path),
                     text=text,
-                    received_at=_iso_time(message.get("time") or event.get("time")),
+                    received_at=iso_time(message.get("time") or event.get("time")),
                     raw=event,
                 )
             )
@@ -141,23 +137,25 @@ class BandwidthAdapter(Adapter):
         """Every delivery event (``message-delivered``, ``message-failed``, ...) in the callback array."""
         updates = []
         for index, event, message in _events(request):
-            raw_status = _str(event, "type", f"[{index}]")
+            raw_status = string_field(event, "type", f"[{index}].type")
             if raw_status == "message-received":
                 continue
             code = event.get("errorCode")
             readable = isinstance(code, int | str) and not isinstance(code, bool)
             error_code = str(code) if readable and str(code) not in ("", "0") else None
             recipient = event.get("to")
+            sender = message.get("from")
             updates.append(
                 StatusUpdate(
                     provider=self.name,
-                    provider_message_id=_str(message, "id", f"[{index}].message"),
+                    provider_message_id=string_field(message, "id", f"[{index}].message.id"),
                     status=STATUSES.get(raw_status, DeliveryStatus.UNKNOWN),
                     raw_status=raw_status,
                     error_code=error_code,
                     opted_out=error_code in OPT_OUT_ERROR_CODES,
                     recipient=recipient if isinstance(recipient, str) else None,
-                    occurred_at=_iso_time(event.get("time")),
+                    sender=sender if isinstance(sender, str) else None,
+                    occurred_at=iso_time(event.get("time")),
                     raw=event,
                 )
             )
@@ -169,7 +167,7 @@ class BandwidthAdapter(Adapter):
         """POST JSON to the account's messages endpoint; Bandwidth answers 202 with the message id."""
         sender = message.sender or self.sender
         if not sender:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED, error_code="no_sender", error_message="no sender configured"
             )
         payload: dict[str, Any] = {
@@ -187,18 +185,13 @@ class BandwidthAdapter(Adapter):
                 url, json=payload, auth=(self.username, self.password), timeout=self.timeout
             )
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         if is_transient_status(response.status_code):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=str(response.status_code),
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body)
         if response.status_code >= 400:
             # 4xx answers are neither sent nor billed; "type" is Bandwidth's error name.
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=str(body.get("type") or response.status_code),
                 error_message=str(body.get("description", ""))[:200],
@@ -206,15 +199,10 @@ class BandwidthAdapter(Adapter):
             )
         message_id = body.get("id")
         if not isinstance(message_id, str) or not message_id:
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
-        return self._result(
+            return self.unreadable_success(body)
+        return self.send_result(
             SendOutcome.ACCEPTED, provider_message_id=message_id, status=DeliveryStatus.QUEUED, raw=body
         )
-
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
 
 
 # ---- payload helpers: every access checks the type, so a changed shape is a PayloadError -----------
@@ -236,16 +224,6 @@ def _events(request: WebhookRequest) -> list[tuple[int, dict[str, Any], dict[str
     return events
 
 
-def _str(data: Mapping[str, Any], key: str, path: str) -> str:
-    """A required non-empty string field; ``path`` locates ``data`` in the body for the error."""
-    value = data.get(key)
-    if value is None or value == "":
-        raise PayloadError(f"missing field '{path}.{key}'", field=f"{path}.{key}")
-    if not isinstance(value, str):
-        raise PayloadError(f"field '{path}.{key}' has the wrong type", field=f"{path}.{key}")
-    return value
-
-
 def _our_number(event: Mapping[str, Any], message: Mapping[str, Any], path: str) -> str:
     """The number that received the message: ``owner``, else the event's ``to``, else the first of ``to[]``.
 
@@ -258,23 +236,3 @@ def _our_number(event: Mapping[str, Any], message: Mapping[str, Any], path: str)
     if isinstance(recipients, list) and recipients and isinstance(recipients[0], str) and recipients[0]:
         return recipients[0]
     raise PayloadError(f"missing field '{path}.to'", field=f"{path}.to")
-
-
-def _iso_time(value: Any) -> datetime | None:
-    """An ISO-8601 time, or None when absent or unreadable (never worth losing a message over)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

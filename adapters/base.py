@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import requests
 
 from gateway.errors import MissingSecretError, PayloadError
-from gateway.messages import InboundMessage, OutboundMessage, SendResult, StatusUpdate
+from gateway.messages import InboundMessage, OutboundMessage, SendOutcome, SendResult, StatusUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +198,34 @@ class Adapter(abc.ABC):
     def same(a: str, b: str) -> bool:
         """Constant-time string comparison for signatures and tokens."""
         return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+    def send_result(self, outcome: SendOutcome, **details: Any) -> SendResult:
+        """A `SendResult` from this provider (``details`` are `SendResult`'s optional fields)."""
+        return SendResult(outcome, self.name, **details)
+
+    def network_failure(self, exc: Exception) -> SendResult:
+        """A send that got no answer (timeout, refused or reset connection): worth another attempt."""
+        return self.send_result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+
+    def transient_failure(
+        self,
+        response: requests.Response,
+        raw: Mapping[str, Any],
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> SendResult:
+        """A throttled or server-error answer: retried, no sooner than the provider's ``Retry-After``."""
+        return self.send_result(
+            SendOutcome.RETRY,
+            error_code=error_code or str(response.status_code),
+            error_message=error_message,
+            retry_after=retry_after_seconds(response),
+            raw=raw,
+        )
+
+    def unreadable_success(self, raw: Mapping[str, Any]) -> SendResult:
+        """A 2xx without a readable message id: as ambiguous as a timeout (it may have gone out): retry."""
+        return self.send_result(SendOutcome.RETRY, error_code="bad_response", raw=raw)
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from adapters._common import json_object
 from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
 from gateway.errors import PayloadError, VerificationError
 from gateway.messages import (
@@ -217,7 +218,7 @@ class ClickSendAdapter(Adapter):
         return self._result(response)
 
     def _result(self, response: requests.Response) -> SendResult:
-        body = _json_object(response)
+        body = json_object(response)
         raw = body or {"status": response.status_code, "text": response.text[:1000]}
         if not 200 <= response.status_code < 300:
             outcome = SendOutcome.RETRY if is_transient_status(response.status_code) else SendOutcome.FAILED
@@ -275,12 +276,3 @@ def _first_message(body: Mapping[str, Any]) -> Mapping[str, Any]:
     messages = data.get("messages") if isinstance(data, dict) else None
     first = messages[0] if isinstance(messages, list) and messages else None
     return first if isinstance(first, dict) else {}
-
-
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    """The response body as a JSON object, or {} when it is anything else (an HTML error page, nothing)."""
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}

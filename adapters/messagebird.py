@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import jwt
 import requests
 
-from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
-from gateway.errors import ConfigError, PayloadError, VerificationError
+from adapters._common import number_setting, parse_time, response_body
+from adapters.base import Adapter, WebhookRequest, is_transient_status
+from gateway.errors import PayloadError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -85,16 +85,12 @@ class MessageBirdAdapter(Adapter):
         cls, settings: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> MessageBirdAdapter:
         """Build from ``providers.messagebird``: access key and signing key from the environment."""
-        try:
-            timeout = float(settings.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            raise ConfigError("providers.messagebird.timeout must be a number") from None
         return cls(
             cls.secret(settings, env, "access_key", cls.env_defaults["access_key"]),
             cls.secret(settings, env, "signing_key", cls.env_defaults["signing_key"]),
             base_url=settings.get("base_url"),
             sender=settings.get("from"),
-            timeout=timeout,
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -142,8 +138,10 @@ class MessageBirdAdapter(Adapter):
         text = data.get("body", data.get("message"))
         if text is None:
             raise PayloadError("missing field 'body'", field="body")
-        received = self.field(data, "createdDatetime", required=False)
-        shortcode_received = self.field(data, "receive_datetime", required=False)
+        # Virtual numbers send createdDatetime, short codes receive_datetime (in another layout).
+        created = self.field(data, "createdDatetime", required=False)
+        short_code_time = self.field(data, "receive_datetime", required=False)
+        received = parse_time(created, CREATED_FORMAT) or parse_time(short_code_time, SHORTCODE_FORMAT)
         return [
             InboundMessage(
                 provider=self.name,
@@ -151,7 +149,7 @@ class MessageBirdAdapter(Adapter):
                 sender=self.field(data, "originator"),
                 recipient=self.field(data, "recipient", "shortcode"),
                 text=text,
-                received_at=_time(received, CREATED_FORMAT) or _time(shortcode_received, SHORTCODE_FORMAT),
+                received_at=received,
                 raw=data,
             )
         ]
@@ -170,7 +168,7 @@ class MessageBirdAdapter(Adapter):
                 error_code=error_code,
                 opted_out=error_code in OPT_OUT_ERROR_CODES,
                 recipient=self.field(data, "recipient", required=False) or None,
-                occurred_at=_time(self.field(data, "statusDatetime", required=False), CREATED_FORMAT),
+                occurred_at=parse_time(self.field(data, "statusDatetime", required=False), CREATED_FORMAT),
                 raw=data,
             )
         ]
@@ -181,7 +179,7 @@ class MessageBirdAdapter(Adapter):
         """POST JSON to ``/messages``; MessageBird answers 201 with the message and its recipients."""
         sender = message.sender or self.sender
         if not sender:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED, error_code="no_sender", error_message="no sender configured"
             )
         # Numbers are MSISDNs: digits with the country code, no "+" (alphanumeric senders pass through).
@@ -203,18 +201,13 @@ class MessageBirdAdapter(Adapter):
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         if is_transient_status(response.status_code):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=str(response.status_code),
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body)
         if response.status_code >= 400:
             code, detail = _first_error(body)
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=code or str(response.status_code),
                 error_message=detail,
@@ -222,29 +215,15 @@ class MessageBirdAdapter(Adapter):
             )
         message_id = body.get("id")
         if not isinstance(message_id, str) or not message_id:
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
-        return self._result(
+            return self.unreadable_success(body)
+        return self.send_result(
             SendOutcome.ACCEPTED, provider_message_id=message_id, status=DeliveryStatus.QUEUED, raw=body
         )
-
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
 
 
 def _sha256(data: bytes) -> str:
     """Lower-case hex SHA-256, as the token claims carry it."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _time(value: str, layout: str) -> datetime | None:
-    """A timestamp in ``layout``, or None when absent or unreadable (never worth losing a message over)."""
-    try:
-        parsed = datetime.strptime(value, layout)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _first_error(body: Mapping[str, Any]) -> tuple[str, str]:
@@ -254,12 +233,3 @@ def _first_error(body: Mapping[str, Any]) -> tuple[str, str]:
         code = errors[0].get("code")
         return ("" if code is None else str(code)), str(errors[0].get("description", ""))[:200]
     return "", ""
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

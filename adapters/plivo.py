@@ -19,8 +19,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
-from gateway.errors import ConfigError, PayloadError, VerificationError
+from adapters._common import number_setting, response_body
+from adapters.base import Adapter, WebhookRequest, is_transient_status
+from gateway.errors import PayloadError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -75,17 +76,13 @@ class PlivoAdapter(Adapter):
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], env: Mapping[str, str] | None = None) -> PlivoAdapter:
         """Build from ``providers.plivo``: credentials from the environment, ``from``/``powerpack_uuid``."""
-        try:
-            timeout = float(settings.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            raise ConfigError("providers.plivo.timeout must be a number") from None
         return cls(
             cls.secret(settings, env, "auth_id", cls.env_defaults["auth_id"]),
             cls.secret(settings, env, "auth_token", cls.env_defaults["auth_token"]),
             base_url=settings.get("base_url"),
             sender=settings.get("from"),
             powerpack_uuid=settings.get("powerpack_uuid"),
-            timeout=timeout,
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -144,6 +141,7 @@ class PlivoAdapter(Adapter):
                 recipient=self.field(data, "To"),
                 text=text,
                 provider_action=INTENTS.get(data.get("MessageIntent", "").strip().lower()),
+                provider_code=data.get("MessageIntent") or None,
                 raw=data,
             )
         ]
@@ -162,6 +160,7 @@ class PlivoAdapter(Adapter):
                 error_code=error_code,
                 opted_out=error_code in OPT_OUT_ERROR_CODES,
                 recipient=self.field(data, "To", required=False) or None,
+                sender=self.field(data, "From", required=False) or None,
                 raw=data,
             )
         ]
@@ -176,7 +175,7 @@ class PlivoAdapter(Adapter):
         elif self.powerpack_uuid:
             payload["powerpack_uuid"] = self.powerpack_uuid
         else:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED, error_code="no_sender", error_message="no sender configured"
             )
         if message.status_callback:
@@ -188,17 +187,12 @@ class PlivoAdapter(Adapter):
                 url, json=payload, auth=(self.auth_id, self.auth_token), timeout=self.timeout
             )
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         if is_transient_status(response.status_code):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=str(response.status_code),
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body)
         if response.status_code >= 400:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=str(response.status_code),
                 error_message=str(body.get("error", ""))[:200],
@@ -206,21 +200,7 @@ class PlivoAdapter(Adapter):
             )
         uuids = body.get("message_uuid")
         if not isinstance(uuids, list) or not uuids:
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
-        return self._result(
+            return self.unreadable_success(body)
+        return self.send_result(
             SendOutcome.ACCEPTED, provider_message_id=str(uuids[0]), status=DeliveryStatus.QUEUED, raw=body
         )
-
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

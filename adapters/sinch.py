@@ -16,13 +16,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
-from gateway.errors import ConfigError, PayloadError, VerificationError
+from adapters._common import iso_time, number_setting, response_body, string_field
+from adapters.base import Adapter, WebhookRequest, is_transient_status
+from gateway.errors import PayloadError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -95,10 +95,10 @@ class SinchAdapter(Adapter):
             cls.secret(settings, env, "service_plan_id", cls.env_defaults["service_plan_id"]),
             cls.secret(settings, env, "api_token", cls.env_defaults["api_token"]),
             cls.secret(settings, env, "webhook_secret", cls.env_defaults["webhook_secret"]),
-            tolerance=_number(settings, "timestamp_tolerance", 300.0),
+            tolerance=number_setting(settings, cls.name, "timestamp_tolerance", 300.0),
             base_url=base_url,
             sender=settings.get("from"),
-            timeout=_number(settings, "timeout", 10.0),
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class SinchAdapter(Adapter):
         """The message in a ``mo_text`` callback; other callback types yield nothing."""
         event = _object(request)
         # mo_binary and mo_media carry nothing a keyword rule could match; reports are not messages.
-        if _str(event, "type") != "mo_text":
+        if string_field(event, "type") != "mo_text":
             return []
         body = event.get("body", "")
         if not isinstance(body, str):
@@ -141,11 +141,11 @@ class SinchAdapter(Adapter):
         return [
             InboundMessage(
                 provider=self.name,
-                provider_message_id=_str(event, "id"),
-                sender=_str(event, "from"),
-                recipient=_str(event, "to"),
+                provider_message_id=string_field(event, "id"),
+                sender=string_field(event, "from"),
+                recipient=string_field(event, "to"),
                 text=body,
-                received_at=_iso_time(event.get("received_at")),
+                received_at=iso_time(event.get("received_at")),
                 custom_string=reference
                 if isinstance(reference := event.get("client_reference"), str)
                 else None,
@@ -156,9 +156,9 @@ class SinchAdapter(Adapter):
     def parse_status(self, request: WebhookRequest) -> list[StatusUpdate]:
         """Updates from a per-recipient report, or from each recipient listed in a batch report."""
         event = _object(request)
-        kind = _str(event, "type")
+        kind = string_field(event, "type")
         if kind in RECIPIENT_REPORTS:
-            return [self._update(event, event, _str(event, "recipient"), event.get("at"))]
+            return [self._update(event, event, string_field(event, "recipient"), event.get("at"))]
         if kind in BATCH_REPORTS:
             statuses = event.get("statuses")
             if not isinstance(statuses, list):
@@ -182,17 +182,17 @@ class SinchAdapter(Adapter):
         self, event: Mapping[str, Any], entry: Mapping[str, Any], recipient: str | None, at: Any
     ) -> StatusUpdate:
         """One `StatusUpdate`: the batch id from ``event``, status and code from ``entry``."""
-        raw_status = _str(entry, "status")
+        raw_status = string_field(entry, "status")
         code = entry.get("code")
         readable = isinstance(code, int | str) and not isinstance(code, bool)
         return StatusUpdate(
             provider=self.name,
-            provider_message_id=_str(event, "batch_id"),
+            provider_message_id=string_field(event, "batch_id"),
             status=STATUSES.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
             raw_status=raw_status,
             error_code=str(code) if readable and str(code) not in ("", "0") else None,
             recipient=recipient,
-            occurred_at=_iso_time(at),
+            occurred_at=iso_time(at),
             raw=event,
         )
 
@@ -218,18 +218,13 @@ class SinchAdapter(Adapter):
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         if is_transient_status(response.status_code):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=str(response.status_code),
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body)
         if response.status_code >= 400:
             # Errors come as {"code": "syntax_invalid_parameter_format", "text": "..."}.
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=str(body.get("code") or response.status_code),
                 error_message=str(body.get("text", ""))[:200],
@@ -237,15 +232,10 @@ class SinchAdapter(Adapter):
             )
         batch_id = body.get("id")
         if not isinstance(batch_id, str) or not batch_id:
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
-        return self._result(
+            return self.unreadable_success(body)
+        return self.send_result(
             SendOutcome.ACCEPTED, provider_message_id=batch_id, status=DeliveryStatus.QUEUED, raw=body
         )
-
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
 
 
 # ---- payload helpers: every access checks the type, so a changed shape is a PayloadError -----------
@@ -259,47 +249,9 @@ def _object(request: WebhookRequest) -> dict[str, Any]:
     return body
 
 
-def _str(data: Mapping[str, Any], key: str) -> str:
-    """A required non-empty string field."""
-    value = data.get(key)
-    if value is None or value == "":
-        raise PayloadError(f"missing field {key!r}", field=key)
-    if not isinstance(value, str):
-        raise PayloadError(f"field {key!r} has the wrong type", field=key)
-    return value
-
-
-def _iso_time(value: Any) -> datetime | None:
-    """An ISO-8601 time, or None when absent or unreadable (never worth losing a message over)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _unix_time(value: str) -> float | None:
     """The signing timestamp: Unix seconds as sent, or an ISO-8601 time should Sinch send one."""
     if value.isascii() and value.isdigit():
         return float(value)
-    parsed = _iso_time(value)
+    parsed = iso_time(value)
     return parsed.timestamp() if parsed else None
-
-
-def _number(settings: Mapping[str, Any], key: str, default: float) -> float:
-    """A numeric setting, or `ConfigError` naming it."""
-    try:
-        return float(settings.get(key, default))
-    except (TypeError, ValueError):
-        raise ConfigError(f"providers.sinch.{key} must be a number") from None
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

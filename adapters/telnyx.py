@@ -7,6 +7,9 @@ tolerance (300 s by default) are refused, which stops replays of captured webhoo
 
 One webhook URL receives every event type; `parse_inbound` returns nothing for events that are not
 ``message.received``, and `parse_status` nothing for events that are not delivery updates.
+
+Telnyx keeps its own opt-out list (numbers that texted STOP to a messaging profile); `sync_optouts` reads
+it page by page from ``GET /v2/messaging_optouts`` so ``optout providers sync telnyx`` can import it.
 """
 
 from __future__ import annotations
@@ -14,20 +17,21 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import requests
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from adapters.base import Adapter, WebhookRequest, is_transient_status, retry_after_seconds
-from gateway.errors import ConfigError, PayloadError, VerificationError
+from adapters._common import iso_time, number_setting, object_field, response_body, string_field
+from adapters.base import Adapter, WebhookRequest, is_transient_status
+from gateway.errors import ConfigError, PayloadError, ProviderError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
+    ProviderOptOut,
     SendOutcome,
     SendResult,
     StatusUpdate,
@@ -100,11 +104,11 @@ class TelnyxAdapter(Adapter):
         return cls(
             cls.secret(settings, env, "api_key", cls.env_defaults["api_key"]),
             cls.secret(settings, env, "public_key", cls.env_defaults["public_key"]),
-            tolerance=_number(settings, "timestamp_tolerance", 300.0),
+            tolerance=number_setting(settings, cls.name, "timestamp_tolerance", 300.0),
             base_url=settings.get("base_url"),
             sender=settings.get("from"),
             messaging_profile_id=settings.get("messaging_profile_id"),
-            timeout=_number(settings, "timeout", 10.0),
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -136,22 +140,22 @@ class TelnyxAdapter(Adapter):
         body, data = _event(request)
         if data["event_type"] != "message.received":
             return []
-        payload = _obj(data, "payload", "data.payload")
+        payload = object_field(data, "payload", "data.payload")
         text = payload.get("text")
         if text is None:  # MMS without a caption
             text = ""
         elif not isinstance(text, str):
             raise PayloadError("field 'data.payload.text' has the wrong type", field="data.payload.text")
-        sender = _obj(payload, "from", "data.payload.from")
+        sender = object_field(payload, "from", "data.payload.from")
         recipient = _first(payload, "to", "data.payload.to")
         return [
             InboundMessage(
                 provider=self.name,
-                provider_message_id=_str(payload, "id", "data.payload.id"),
-                sender=_str(sender, "phone_number", "data.payload.from.phone_number"),
-                recipient=_str(recipient, "phone_number", "data.payload.to.phone_number"),
+                provider_message_id=string_field(payload, "id", "data.payload.id"),
+                sender=string_field(sender, "phone_number", "data.payload.from.phone_number"),
+                recipient=string_field(recipient, "phone_number", "data.payload.to.phone_number"),
                 text=text,
-                received_at=_iso_time(data.get("occurred_at")),
+                received_at=iso_time(data.get("occurred_at")),
                 raw=body,
             )
         ]
@@ -161,12 +165,14 @@ class TelnyxAdapter(Adapter):
         body, data = _event(request)
         if data["event_type"] not in STATUS_EVENTS:
             return []
-        payload = _obj(data, "payload", "data.payload")
-        message_id = _str(payload, "id", "data.payload.id")
+        payload = object_field(data, "payload", "data.payload")
+        message_id = string_field(payload, "id", "data.payload.id")
         errors = payload.get("errors") or []
         if not isinstance(errors, list):
             raise PayloadError("field 'data.payload.errors' has the wrong type", field="data.payload.errors")
         codes = [str(e["code"]) for e in errors if isinstance(e, dict) and e.get("code") is not None]
+        origin = payload.get("from")
+        sender = origin.get("phone_number") if isinstance(origin, dict) else None
         recipients = payload.get("to")
         if not isinstance(recipients, list) or not recipients:
             raise PayloadError("missing field 'data.payload.to'", field="data.payload.to")
@@ -174,7 +180,7 @@ class TelnyxAdapter(Adapter):
         for recipient in recipients:
             if not isinstance(recipient, dict):
                 raise PayloadError("field 'data.payload.to' has the wrong type", field="data.payload.to")
-            raw_status = _str(recipient, "status", "data.payload.to.status")
+            raw_status = string_field(recipient, "status", "data.payload.to.status")
             number = recipient.get("phone_number")
             updates.append(
                 StatusUpdate(
@@ -185,7 +191,8 @@ class TelnyxAdapter(Adapter):
                     error_code=codes[0] if codes else None,
                     opted_out=any(code in OPT_OUT_CODES for code in codes),
                     recipient=number if isinstance(number, str) else None,
-                    occurred_at=_iso_time(data.get("occurred_at")),
+                    sender=sender if isinstance(sender, str) else None,
+                    occurred_at=iso_time(data.get("occurred_at")),
                     raw=body,
                 )
             )
@@ -202,7 +209,7 @@ class TelnyxAdapter(Adapter):
         if self.messaging_profile_id:
             payload["messaging_profile_id"] = self.messaging_profile_id
         if not sender and not self.messaging_profile_id:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED, error_code="no_sender", error_message="no sender configured"
             )
         if message.status_callback:
@@ -215,21 +222,15 @@ class TelnyxAdapter(Adapter):
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         codes, detail = _errors(body)
         if OPT_OUT_CODES.intersection(codes):
-            return self._result(SendOutcome.OPTED_OUT, error_code="40300", error_message=detail, raw=body)
+            return self.send_result(SendOutcome.OPTED_OUT, error_code="40300", error_message=detail, raw=body)
         if is_transient_status(response.status_code) or RETRY_CODES.intersection(codes):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=codes[0] if codes else str(response.status_code),
-                error_message=detail,
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body, codes[0] if codes else None, detail)
         if response.status_code >= 400:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=codes[0] if codes else str(response.status_code),
                 error_message=detail,
@@ -238,15 +239,54 @@ class TelnyxAdapter(Adapter):
         data = body.get("data")
         message_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(message_id, str) or not message_id:
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
-        return self._result(
+            return self.unreadable_success(body)
+        return self.send_result(
             SendOutcome.ACCEPTED, provider_message_id=message_id, status=DeliveryStatus.QUEUED, raw=body
         )
 
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
+    # ---- the provider's opt-out list ----------------------------------------------------------------
+
+    #: Entries per page of ``/v2/messaging_optouts`` (Telnyx allows 1 to 250).
+    optout_page_size: int = 250
+
+    def sync_optouts(self) -> Iterator[ProviderOptOut]:
+        """Every opt-out Telnyx holds (for the configured messaging profile when there is one), page by page.
+
+        Raises `ProviderError` on a failed or unreadable page; the import is idempotent, so run it again.
+        """
+        page = 1
+        while True:
+            entries, last = self._optout_page(page)
+            yield from (_opt_out_entry(entry) for entry in entries if isinstance(entry, dict))
+            if last or not entries:
+                return
+            page += 1
+
+    def _optout_page(self, page: int) -> tuple[list[Any], bool]:
+        """The entries of one page of ``/v2/messaging_optouts``, and whether it is the last page."""
+        params: dict[str, str | int] = {"page[number]": page, "page[size]": self.optout_page_size}
+        if self.messaging_profile_id:
+            params["filter[messaging_profile_id]"] = self.messaging_profile_id
+        failed = f"telnyx: listing opt-outs failed on page {page}"
+        try:
+            response = self.session.get(
+                f"{self.base_url}/v2/messaging_optouts",
+                params=params,
+                headers={"Authorization": f"Bearer {self.api_key}"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(f"{failed} ({type(exc).__name__})") from None
+        body = response_body(response)
+        entries = body.get("data")
+        if not 200 <= response.status_code < 300 or not isinstance(entries, list):
+            detail = _errors(body)[1] or "unexpected answer"
+            raise ProviderError(f"{failed}: HTTP {response.status_code} {detail}")
+        meta = body.get("meta")
+        total_pages = meta.get("total_pages") if isinstance(meta, dict) else None
+        if isinstance(total_pages, int):
+            return entries, page >= total_pages
+        return entries, len(entries) < self.optout_page_size
 
 
 # ---- payload helpers: every access checks the type, so a changed shape is a PayloadError -----------
@@ -257,19 +297,9 @@ def _event(request: WebhookRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     body = request.json()
     if not isinstance(body, dict):
         raise PayloadError("body must be a JSON object", field="data")
-    data = _obj(body, "data", "data")
-    _str(data, "event_type", "data.event_type")
+    data = object_field(body, "data", "data")
+    string_field(data, "event_type", "data.event_type")
     return body, data
-
-
-def _obj(data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    """A required object field; ``path`` names it in the error."""
-    value = data.get(key)
-    if value is None:
-        raise PayloadError(f"missing field {path!r}", field=path)
-    if not isinstance(value, dict):
-        raise PayloadError(f"field {path!r} has the wrong type", field=path)
-    return value
 
 
 def _first(data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
@@ -282,25 +312,17 @@ def _first(data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
     return value[0]
 
 
-def _str(data: Mapping[str, Any], key: str, path: str) -> str:
-    """A required non-empty string field; ``path`` names it in the error."""
-    value = data.get(key)
-    if value is None or value == "":
-        raise PayloadError(f"missing field {path!r}", field=path)
-    if not isinstance(value, str):
-        raise PayloadError(f"field {path!r} has the wrong type", field=path)
-    return value
-
-
-def _iso_time(value: Any) -> datetime | None:
-    """An ISO-8601 time, or None when absent or unreadable (never worth losing a message over)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def _opt_out_entry(entry: Mapping[str, Any]) -> ProviderOptOut:
+    """One ``/v2/messaging_optouts`` entry: ``to`` opted out of ``from`` (``created_at`` is UTC)."""
+    to, origin, keyword = entry.get("to"), entry.get("from"), entry.get("keyword")
+    return ProviderOptOut(
+        provider=TelnyxAdapter.name,
+        address=to if isinstance(to, str) else "",
+        sender=origin if isinstance(origin, str) and origin else None,
+        keyword=keyword if isinstance(keyword, str) else None,
+        created_at=iso_time(entry.get("created_at")),
+        raw=entry,
+    )
 
 
 def _errors(body: Mapping[str, Any]) -> tuple[list[str], str]:
@@ -313,19 +335,3 @@ def _errors(body: Mapping[str, Any]) -> tuple[list[str], str]:
     detail = str(items[0].get("detail") or items[0].get("title") or "")[:200] if items else ""
     return codes, detail
 
-
-def _number(settings: Mapping[str, Any], key: str, default: float) -> float:
-    """A numeric setting, or `ConfigError` naming it."""
-    try:
-        return float(settings.get(key, default))
-    except (TypeError, ValueError):
-        raise ConfigError(f"providers.telnyx.{key} must be a number") from None
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from twilio.request_validator import RequestValidator
 
+from adapters._common import json_object
 from adapters.base import Adapter, WebhookRequest, WebhookResponse, is_transient_status, retry_after_seconds
 from gateway.errors import ConfigError, VerificationError
 from gateway.messages import (
@@ -177,6 +178,7 @@ class TwilioAdapter(Adapter):
                 # An MMS may arrive with no text at all.
                 text=self.field(params, "Body", required=False),
                 provider_action=OPT_OUT_TYPES.get(opt_out_type.strip().upper()),
+                provider_code=opt_out_type or None,
                 raw=params,
             )
         ]
@@ -196,6 +198,7 @@ class TwilioAdapter(Adapter):
                 error_code=error_code,
                 opted_out=error_code == OPTED_OUT_CODE,
                 recipient=self.field(params, "To", required=False) or None,
+                sender=self.field(params, "From", required=False) or None,
                 raw=params,
             )
         ]
@@ -248,7 +251,7 @@ class TwilioAdapter(Adapter):
         return self._result(response)
 
     def _result(self, response: requests.Response) -> SendResult:
-        body = _json_object(response)
+        body = json_object(response)
         if 200 <= response.status_code < 300:
             sid = body.get("sid")
             if not isinstance(sid, str) or not sid:
@@ -290,12 +293,3 @@ class TwilioAdapter(Adapter):
             retry_after=retry_after_seconds(response) if outcome is SendOutcome.RETRY else None,
             raw=raw,
         )
-
-
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    """The response body as a JSON object, or {} when it is anything else (an HTML error page, nothing)."""
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -15,12 +15,12 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import Adapter, WebhookRequest, WebhookResponse, is_transient_status, retry_after_seconds
+from adapters._common import number_setting, parse_time, response_body
+from adapters.base import Adapter, WebhookRequest, WebhookResponse, is_transient_status
 from gateway.errors import ConfigError, PayloadError, VerificationError
 from gateway.messages import (
     DeliveryStatus,
@@ -122,10 +122,10 @@ class VonageAdapter(Adapter):
             ),
             signature_method=str(settings.get("signature_method") or "md5hash"),
             verify_signatures=verify_signatures,
-            tolerance=_number(settings, "timestamp_tolerance", 300.0),
+            tolerance=number_setting(settings, cls.name, "timestamp_tolerance", 300.0),
             base_url=settings.get("base_url"),
             sender=settings.get("from"),
-            timeout=_number(settings, "timeout", 10.0),
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ class VonageAdapter(Adapter):
                 sender=self.field(data, "msisdn"),
                 recipient=self.field(data, "to"),
                 text=text,
-                received_at=_message_time(data.get("message-timestamp")),
+                received_at=parse_time(data.get("message-timestamp"), MESSAGE_TIME_FORMAT),
                 concat_ref=concat_ref,
                 concat_part=part,
                 concat_total=total,
@@ -211,7 +211,9 @@ class VonageAdapter(Adapter):
                 error_code=None if error_code == "0" else error_code,
                 opted_out=error_code in OPT_OUT_ERR_CODES,
                 recipient=self.field(data, "msisdn", required=False) or None,
-                occurred_at=_message_time(data.get("message-timestamp")),
+                # In a receipt "to" is the sender: our number or sender ID.
+                sender=self.field(data, "to", required=False) or None,
+                occurred_at=parse_time(data.get("message-timestamp"), MESSAGE_TIME_FORMAT),
                 raw=data,
             )
         ]
@@ -226,7 +228,7 @@ class VonageAdapter(Adapter):
         """POST the form to ``/sms/json``; an HTTP 200 can still carry a per-part error status."""
         sender = message.sender or self.sender
         if not sender:
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED, error_code="no_sender", error_message="no sender configured"
             )
         form = {
@@ -246,18 +248,13 @@ class VonageAdapter(Adapter):
         try:
             response = self.session.post(f"{self.base_url}/sms/json", data=form, timeout=self.timeout)
         except requests.RequestException as exc:
-            return self._result(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
-        body = _body(response)
+            return self.network_failure(exc)
+        body = response_body(response)
         if is_transient_status(response.status_code):
-            return self._result(
-                SendOutcome.RETRY,
-                error_code=str(response.status_code),
-                retry_after=retry_after_seconds(response),
-                raw=body,
-            )
+            return self.transient_failure(response, body)
         if response.status_code >= 400:
             detail = body.get("error-text") or body.get("title") or ""
-            return self._result(
+            return self.send_result(
                 SendOutcome.FAILED,
                 error_code=str(response.status_code),
                 error_message=str(detail)[:200],
@@ -265,40 +262,24 @@ class VonageAdapter(Adapter):
             )
         parts = body.get("messages")
         if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
-            # A 2xx we cannot read is as ambiguous as a timeout: the message may or may not have gone out.
-            return self._result(SendOutcome.RETRY, error_code="bad_response", raw=body)
+            return self.unreadable_success(body)
         # A long text is split into parts, one entry each; any failed part fails the message.
         for part in parts:
             status = str(part.get("status", ""))
             if status != "0":
                 outcome = SendOutcome.RETRY if status in RETRY_SUBMIT_STATUSES else SendOutcome.FAILED
-                return self._result(
+                return self.send_result(
                     outcome,
                     error_code=status or "no_status",
                     error_message=str(part.get("error-text", ""))[:200],
                     raw=body,
                 )
-        return self._result(
+        return self.send_result(
             SendOutcome.ACCEPTED,
             provider_message_id=str(parts[0].get("message-id", "")) or None,
             status=DeliveryStatus.QUEUED,
             raw=body,
         )
-
-    def _result(self, outcome: SendOutcome, **details: Any) -> SendResult:
-        """A `SendResult` from this provider."""
-        return SendResult(outcome, self.name, **details)
-
-
-def _message_time(value: str | None) -> datetime | None:
-    """``message-timestamp`` (UTC, ``YYYY-MM-DD HH:MM:SS``) or None.
-
-    A malformed timestamp is dropped rather than rejected: an opt-out must not be lost over a cosmetic field.
-    """
-    try:
-        return datetime.strptime(value or "", MESSAGE_TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _int_field(data: Mapping[str, str], name: str) -> int:
@@ -307,20 +288,3 @@ def _int_field(data: Mapping[str, str], name: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise PayloadError(f"field {name!r} must be a positive integer", field=name)
     return int(value)
-
-
-def _number(settings: Mapping[str, Any], key: str, default: float) -> float:
-    """A numeric setting, or `ConfigError` naming it."""
-    try:
-        return float(settings.get(key, default))
-    except (TypeError, ValueError):
-        raise ConfigError(f"providers.vonage.{key} must be a number") from None
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, or its text under ``"text"`` when it is not one (kept for the record)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {"text": response.text[:500]}
-    return data if isinstance(data, dict) else {"json": data}

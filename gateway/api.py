@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from gateway.addresses import normalize_address
-from gateway.guard import submit
+from gateway.guard import opted_out_among, submit
 from gateway.http import gateway, require_token
 from gateway.messages import Category
 from gateway.openapi import document, parse_body, spec
@@ -64,6 +64,30 @@ class OptOutStatus(BaseModel):
     scope: str | None
     since: datetime | None
     source: str | None
+
+
+#: Addresses one bulk check may carry: large enough for a campaign page, small enough for one request.
+MAX_BULK_CHECK = 10_000
+#: Body size a full bulk check needs (10,000 addresses of up to 320 characters, JSON-quoted).
+_BULK_CHECK_BYTES = MAX_BULK_CHECK * 330
+
+
+class BulkCheckIn(BaseModel):
+    """Addresses to check against the Opt-Out List in one call."""
+
+    channel: Literal["sms", "email"] = "sms"
+    scope: str | None = Field(default=None, max_length=100, description="scope to check (default: any)")
+    addresses: list[str] = Field(max_length=MAX_BULK_CHECK)
+
+    model_config = {"extra": "forbid"}
+
+
+class BulkCheckResult(BaseModel):
+    """Which of the addresses are opted out (normalised, in request order) and which are not addresses."""
+
+    opted_out: list[str]
+    checked: int = Field(description="distinct valid addresses checked")
+    invalid: list[str] = Field(description="inputs that are not valid addresses, as given")
 
 
 class Health(BaseModel):
@@ -137,6 +161,44 @@ def opt_out_status(channel: str, address: str) -> Response:
         source=state.source if state else None,
     )
     return jsonify(body.model_dump(mode="json"))
+
+
+@bp.post("/api/v1/opt-outs/check")
+@document(
+    "post",
+    "/api/v1/opt-outs/check",
+    f"Bulk opt-out check of up to {MAX_BULK_CHECK:,} addresses",
+    body=BulkCheckIn,
+    responses={200: BulkCheckResult},
+    tag="opt-outs",
+)
+@require_token
+def bulk_check() -> Response:
+    """Which ``addresses`` are opted out on ``channel`` (in ``scope`` and ``*``, or in any scope)."""
+    from flask import request
+
+    from gateway.errors import InvalidAddressError
+
+    gw = gateway()
+    # The general body limit (max_body_bytes) is sized for webhooks; a full bulk check is larger.
+    request.max_content_length = max(gw.settings.max_body_bytes, _BULK_CHECK_BYTES)
+    data = parse_body(BulkCheckIn)
+    region = gw.settings.default_region
+    normalized: dict[str, None] = {}
+    invalid: list[str] = []
+    for raw in data.addresses:
+        try:
+            normalized[normalize_address(data.channel, raw, region)] = None
+        except InvalidAddressError:
+            invalid.append(raw)
+    with gw.db.read() as session:
+        found = opted_out_among(session, data.channel, normalized, data.scope)
+    body = BulkCheckResult(
+        opted_out=[address for address in normalized if address in found],
+        checked=len(normalized),
+        invalid=invalid,
+    )
+    return jsonify(body.model_dump())
 
 
 @bp.get("/healthz")

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from gateway import logs, ratelimit
 from gateway.config import Settings, load_config, settings_from_mapping
 from gateway.errors import GatewayError
-from gateway.http import error_response, problem
+from gateway.http import IdConverter, error_response, problem, refuse_oversized_stream
 from gateway.runtime import Gateway
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,18 @@ def create_app(
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["optout"] = gw
     ratelimit.init_app(app, settings.rate_limit)  # first, so a refused client costs no more work
+    app.before_request(refuse_oversized_stream)
+    app.url_map.converters["int"] = IdConverter  # before any route is added
 
     # One line per feature blueprint.
     from gateway.api import bp as api_bp
+    from gateway.api_campaigns import bp as api_campaigns_bp
+    from gateway.api_lists import bp as api_lists_bp
+    from gateway.safeguard_api import bp as api_safeguard_bp
     from gateway.unsubscribe import bp as unsubscribe_bp
     from gateway.webhooks import bp as webhooks_bp
 
-    for blueprint in (webhooks_bp, api_bp, unsubscribe_bp):
+    for blueprint in (webhooks_bp, api_bp, unsubscribe_bp, api_lists_bp, api_campaigns_bp, api_safeguard_bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(GatewayError)

@@ -86,6 +86,8 @@ def _gunicorn_args(host: str, port: int, workers: int) -> list[str]:
         str(workers),
         "--access-logfile",
         "-",
+        "--logger-class",
+        "gateway.accesslog.AccessLogger",  # no query strings, tokens or full numbers in the access log
         "--graceful-timeout",
         "10",
         "gateway.app:wsgi_app()",
@@ -253,3 +255,41 @@ def _mount_rules() -> None:
 
 
 _mount_rules()
+
+
+def _mount_lists() -> None:
+    from gateway.cli_lists import register
+
+    register(main)
+
+
+_mount_lists()
+
+
+@main.group()
+def providers() -> None:
+    """Provider commands."""
+
+
+@providers.command("sync")
+@click.argument("provider")
+@click.option("--scope", default=None, help="put every opt-out in this scope (default: its sender's)")
+@click.pass_context
+def providers_sync(ctx: click.Context, provider: str, scope: str | None) -> None:
+    """Import PROVIDER's own opt-out list (telnyx); running it again adds nothing.
+
+    Twilio has no API that lists opt-outs: its opt-outs reach the gateway as they happen (OptOutType on
+    inbound webhooks, error 21610 on sends and status callbacks), so `sync twilio` explains and exits 2.
+    """
+    from gateway.provider_sync import sync_provider
+
+    click.echo(sync_provider(_gateway(ctx), provider, scope).summary())
+
+
+def _mount_safeguard() -> None:
+    from gateway.cli_safeguard import register
+
+    register(main)
+
+
+_mount_safeguard()

@@ -48,6 +48,11 @@ class ComplianceConfig(_Strict):
     operator_resubscribe: Literal["deny", "with_reason"] = "deny"
     # Text appended to marketing SMS that lacks opt-out instructions.
     marketing_footer: str = "Reply STOP to opt out"
+    # Mass opt-out safeguard: when more than this share of a campaign's sends in the window (counted over
+    # at least min_sends) fail with a provider opt-out code, the campaign is paused and the codes held.
+    mass_optout_threshold: float = Field(0.2, gt=0, le=1)
+    mass_optout_min_sends: int = Field(50, ge=1)
+    mass_optout_window_seconds: float = Field(3600.0, gt=0)
 
 
 class EmailConfig(_Strict):
@@ -124,6 +129,8 @@ class Settings(_Strict):
     support: str = "support@example.com"
     default_provider: str = "console"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Largest CSV accepted by the import endpoints (the CLI streams files of any size).
+    max_import_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     providers: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"console": dict[str, Any]()})
     senders: list[SenderConfig] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))

@@ -129,7 +129,9 @@ class LinkSigner:
         payload: dict[str, str] = {"a": address, "s": scope}
         if topic:
             payload["t"] = topic
-        return str(self._serializer.dumps(payload))
+        token = self._serializer.dumps(payload)
+        # A bytes serializer makes itsdangerous hand back bytes; the token is ASCII either way.
+        return token.decode("ascii") if isinstance(token, bytes) else token
 
     def read(self, token: str) -> LinkClaim:
         """The claim inside a token, or `InvalidLinkError` (the same error whatever is wrong with it)."""

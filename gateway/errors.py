@@ -124,3 +124,10 @@ class SendError(GatewayError):
 
     code = "send_failed"
     http_status = 502
+
+
+class ProviderError(GatewayError):
+    """A provider's API failed or answered something unreadable outside the send path (HTTP 502)."""
+
+    code = "provider_error"
+    http_status = 502

@@ -8,6 +8,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from gateway.errors import GatewayError
 from gateway.runtime import Gateway
@@ -56,3 +58,25 @@ def require_token(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` bounded to the database's BIGINT ids: a larger number names nothing (404), not a 500."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def refuse_oversized_stream() -> None:
+    """413 for a body sent without a length (chunked) that is larger than ``MAX_CONTENT_LENGTH``.
+
+    A declared length is refused up front, but a chunked body is only cut off at the limit as it is
+    read, and would then be processed truncated. Reading it here (at most the limit, so memory stays
+    bounded) and finding more behind it refuses it instead.
+    """
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return
+    if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()

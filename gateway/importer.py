@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
 from gateway.addresses import normalize_email, normalize_phone
-from gateway.contacts import CONTACTS, MEMBERS, editable_list, opted_out_addresses
+from gateway.contacts import CONTACTS, MEMBERS, editable_list, in_values, opted_out_addresses
 from gateway.errors import InvalidAddressError, PayloadError
-from gateway.lists import dialect_insert, insert_many_ignore
-from gateway.models import ContactList, utcnow
+from gateway.lists import insert_select_ignore
+from gateway.models import BigId, ContactList, UTCDateTime, utcnow
 from gateway.runtime import Gateway
 
 BATCH_SIZE = 5000
@@ -70,7 +71,7 @@ class ImportReport:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     row: int
     primary: str
@@ -94,17 +95,18 @@ def parse_mapping(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _key(name: str) -> str:
+def header_key(name: str) -> str:
+    """A header cell compared loosely: lower case, spaces and dashes as underscores."""
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def column_plan(header: Sequence[str], mapping: Mapping[str, str], channel: str) -> list[str]:
     """The target of each header column: a standard field, ``ignore``, or ``fields.NAME`` (custom)."""
-    keys = [_key(h) for h in header]
+    keys = [header_key(h) for h in header]
     if len(set(keys)) != len(keys):
         raise PayloadError("the header names a column twice", field="file")
-    by_key = {_key(k): v for k, v in mapping.items()}
-    unknown = [k for k in mapping if _key(k) not in keys]
+    by_key = {header_key(k): v for k, v in mapping.items()}
+    unknown = [k for k in mapping if header_key(k) not in keys]
     if unknown:
         raise PayloadError(f"map names columns the header does not have: {', '.join(unknown)}", field="map")
     plan = []
@@ -114,8 +116,8 @@ def column_plan(header: Sequence[str], mapping: Mapping[str, str], channel: str)
             target = next(
                 (name for name, aliases in ALIASES.items() if key in aliases), f"fields.{raw.strip()}"
             )
-        elif _key(target) in TARGETS:
-            target = _key(target)
+        elif header_key(target) in TARGETS:
+            target = header_key(target)
         else:
             target = f"fields.{target.removeprefix('fields.')}"
         plan.append(target)
@@ -130,7 +132,7 @@ def column_plan(header: Sequence[str], mapping: Mapping[str, str], channel: str)
     return plan
 
 
-class _CountingReader(io.RawIOBase):
+class CountingReader(io.RawIOBase):
     """Passes bytes through and reports how many were read (for a progress bar over the file size)."""
 
     def __init__(self, inner: IO[bytes], on_progress: Callable[[int], None] | None) -> None:
@@ -154,18 +156,30 @@ class _Importer:
         self,
         gw: Gateway,
         target: ContactList,
+        header: Sequence[str],
+        plan: Sequence[str],
         include_opted_out: bool,
         on_reject: Callable[[Reject], None] | None,
     ) -> None:
         assert target.id is not None
         self.gw = gw
         self.target = target
+        self.header = header
+        self.width = len(plan)
         self.include_opted_out = include_opted_out
         self.on_reject = on_reject
         self.region = gw.settings.default_region
         self.channel = target.channel
         self.primary_col = "phone" if self.channel == "sms" else "email"
         self.secondary_col = "email" if self.channel == "sms" else "phone"
+        # Column positions, worked out once: the per-row work is then plain indexing.
+        where = {target_: i for i, target_ in enumerate(plan) if target_ in ALIASES}
+        self.at_primary = where[self.primary_col]
+        self.at_secondary = where.get(self.secondary_col)
+        self.at_names = [(i, t) for t, i in where.items() if t in ("first_name", "last_name")]
+        self.at_custom = [
+            (i, t.removeprefix("fields.")) for i, t in enumerate(plan) if t.startswith("fields.")
+        ]
         self.report = ImportReport(list_id=target.id)
 
     # -- parsing -------------------------------------------------------------------------------------
@@ -178,54 +192,46 @@ class _Importer:
     def _address(self, kind: str, raw: str) -> str:
         return normalize_phone(raw, self.region) if kind == "phone" else normalize_email(raw)
 
-    def parse(
-        self, number: int, values: list[str], header: Sequence[str], plan: Sequence[str]
-    ) -> _Row | None:
-        if len(values) > len(plan) and any(v.strip() for v in values[len(plan) :]):
-            self.reject(number, "", ",".join(values), f"{len(values)} values but the header has {len(plan)}")
+    def parse(self, number: int, values: list[str]) -> _Row | None:
+        n = len(values)
+        if n > self.width and any(v.strip() for v in values[self.width :]):
+            self.reject(number, "", ",".join(values), f"{n} values but the header has {self.width}")
             return None
-        bad = next((i for i, v in enumerate(values[: len(plan)]) if "\ufffd" in v), None)
-        if bad is not None:
-            self.reject(number, header[bad], values[bad], "not valid UTF-8 text")
-            return None
-        data: dict[str, str] = {}
-        custom: dict[str, str] = {}
-        for name, target, value in zip(header, plan, values, strict=False):
-            value = value.strip()
-            if target == "ignore" or not value:
-                continue
-            if target.startswith("fields."):
-                custom[target.removeprefix("fields.")] = value
-            else:
-                data[target] = value
-            if target in ("first_name", "last_name") and len(value) > NAME_MAX:
-                self.reject(number, name, value[:50], f"{target} longer than {NAME_MAX} characters")
-                return None
-        addresses: dict[str, str | None] = {}
-        for kind in (self.primary_col, self.secondary_col):
-            raw = data.get(kind)
-            if raw is None:
-                addresses[kind] = None
-                continue
-            try:
-                addresses[kind] = self._address(kind, raw)
-            except InvalidAddressError:
-                self.reject(number, _column_for(header, plan, kind), raw, f"invalid {kind}")
-                return None
-        primary = addresses[self.primary_col]
-        if primary is None:
+        if "\ufffd" in "".join(values):
+            bad = next(i for i, v in enumerate(values) if "\ufffd" in v)
             self.reject(
-                number, _column_for(header, plan, self.primary_col), "", f"missing {self.primary_col}"
+                number, self.header[bad] if bad < self.width else "", values[bad], "not valid UTF-8 text"
             )
             return None
-        return _Row(
-            number,
-            primary,
-            addresses[self.secondary_col],
-            data.get("first_name"),
-            data.get("last_name"),
-            custom,
-        )
+        names: dict[str, str] = {}
+        for i, target in self.at_names:
+            value = values[i].strip() if i < n else ""
+            if len(value) > NAME_MAX:
+                self.reject(number, self.header[i], value[:50], f"{target} longer than {NAME_MAX} characters")
+                return None
+            if value:
+                names[target] = value
+        custom = {name: v for i, name in self.at_custom if i < n and (v := values[i].strip())}
+        raw_primary = values[self.at_primary].strip() if self.at_primary < n else ""
+        if not raw_primary:
+            self.reject(number, self.header[self.at_primary], "", f"missing {self.primary_col}")
+            return None
+        try:
+            primary = self._address(self.primary_col, raw_primary)
+        except InvalidAddressError:
+            self.reject(number, self.header[self.at_primary], raw_primary, f"invalid {self.primary_col}")
+            return None
+        secondary = None
+        at = self.at_secondary
+        raw_secondary = values[at].strip() if at is not None and at < n else ""
+        if raw_secondary:
+            try:
+                secondary = self._address(self.secondary_col, raw_secondary)
+            except InvalidAddressError:
+                assert at is not None
+                self.reject(number, self.header[at], raw_secondary, f"invalid {self.secondary_col}")
+                return None
+        return _Row(number, primary, secondary, names.get("first_name"), names.get("last_name"), custom)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -234,14 +240,10 @@ class _Importer:
             return
         with self.gw.db.transaction() as session:
             rows = self._without_opted_out(session, list(batch.values()))
-            contact_ids = self._upsert(session, rows)
-            now = utcnow()
-            members = [
-                {"list_id": self.report.list_id, "contact_id": c, "added_at": now} for c in contact_ids
-            ]
-            added = insert_many_ignore(session, MEMBERS, members, ("list_id", "contact_id"))
+            primaries = self._upsert(session, rows)
+            added = self._join_list(session, primaries)
         self.report.added_to_list += added
-        self.report.already_in_list += len(contact_ids) - added
+        self.report.already_in_list += len(primaries) - added
 
     def _without_opted_out(self, session: Session, rows: list[_Row]) -> list[_Row]:
         if self.include_opted_out:
@@ -258,10 +260,11 @@ class _Importer:
     def _existing(self, session: Session, column: str, values: list[str]) -> dict[str, dict[str, Any]]:
         if not values:
             return {}
-        stmt = select(CONTACTS).where(CONTACTS.c[column].in_(values))
+        stmt = select(CONTACTS).where(in_values(session, CONTACTS.c[column], values))
         return {row[column]: dict(row) for row in session.execute(stmt).mappings()}
 
-    def _upsert(self, session: Session, rows: list[_Row]) -> list[int]:
+    def _upsert(self, session: Session, rows: list[_Row]) -> list[str]:
+        """Create or update the contacts of ``rows``; the primary addresses that now have a contact."""
         prim, sec = self.primary_col, self.secondary_col
         by_primary = self._existing(session, prim, [r.primary for r in rows])
         by_secondary = self._existing(session, sec, [r.secondary for r in rows if r.secondary])
@@ -273,14 +276,22 @@ class _Importer:
             if r.secondary:
                 owner = by_secondary.get(r.secondary)
                 if claimed.get(r.secondary, r.primary) != r.primary:
-                    self.reject(r.row, sec, r.secondary, f"{sec} repeated in this file for another {prim}")
+                    self.reject(
+                        r.row,
+                        self._column(sec),
+                        r.secondary,
+                        f"{sec} repeated in this file for another {prim}",
+                    )
                     continue
                 if owner is not None and (existing is None or owner["id"] != existing["id"]):
                     if existing is None and owner[prim] is None:
                         existing = owner  # the same person, known so far only by the other address
                     else:
                         self.reject(
-                            r.row, sec, r.secondary, f"{sec} already belongs to contact {owner['id']}"
+                            r.row,
+                            self._column(sec),
+                            r.secondary,
+                            f"{sec} already belongs to contact {owner['id']}",
                         )
                         continue
                 claimed[r.secondary] = r.primary
@@ -288,45 +299,77 @@ class _Importer:
                 inserts.append(r)
             else:
                 updates.append((existing, r))
-        ids = self._create(session, inserts, updates)
-        ids += self._update(session, updates)
-        return ids
+        done = self._create(session, inserts, updates)
+        self._update(session, updates)
+        return done + [r.primary for _, r in updates]
+
+    def _column(self, kind: str) -> str:
+        at = self.at_primary if kind == self.primary_col else self.at_secondary
+        return self.header[at] if at is not None else kind
 
     def _create(
         self, session: Session, inserts: list[_Row], updates: list[tuple[dict[str, Any], _Row]]
-    ) -> list[int]:
+    ) -> list[str]:
+        """Insert new contacts in one driver-level statement per batch (the hot path of a large import)."""
         if not inserts:
             return []
-        now = utcnow()
         prim, sec = self.primary_col, self.secondary_col
-        values = [
-            {
-                prim: r.primary,
-                sec: r.secondary,
-                "first_name": r.first_name,
-                "last_name": r.last_name,
-                "fields": r.fields,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for r in inserts
-        ]
-        stmt = dialect_insert(session)(CONTACTS).on_conflict_do_nothing()
-        returned = session.execute(stmt.returning(CONTACTS.c.id, CONTACTS.c[prim]), values).all()
-        created = {address: contact_id for contact_id, address in returned}
-        self.report.created += len(created)
-        lost = [r for r in inserts if r.primary not in created]
-        if lost:
-            # Another writer inserted one of these addresses after we looked (PostgreSQL only): update it.
-            again = self._existing(session, prim, [r.primary for r in lost])
-            for r in lost:
-                if r.primary in again:
-                    updates.append((again[r.primary], r))
-                else:
-                    self.reject(r.row, sec, r.secondary or "", f"{sec} already belongs to another contact")
-        return list(created.values())
+        columns = f"{prim}, {sec}, first_name, last_name, fields, created_at, updated_at"
+        now = utcnow()
+        if session.get_bind().dialect.name == "sqlite":
+            # The driver gets values as the column types store them: SQLite keeps UTC timestamps as text.
+            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            sql = f"INSERT INTO contacts ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"  # noqa: S608
+            params: Any = [
+                (r.primary, r.secondary, r.first_name, r.last_name, json.dumps(r.fields), stamp, stamp)
+                for r in inserts
+            ]
+            run = "executemany"
+        else:
+            # PostgreSQL: the whole batch as one JSON document, unpacked by the server in one statement.
+            sql = (
+                f"INSERT INTO contacts ({columns}) SELECT p, s, f, l, j, %s, %s "  # noqa: S608
+                "FROM json_to_recordset(%s::json) AS u(p text, s text, f text, l text, j json) "
+                "ON CONFLICT DO NOTHING"
+            )
+            batch = [
+                {"p": r.primary, "s": r.secondary, "f": r.first_name, "l": r.last_name, "j": r.fields}
+                for r in inserts
+            ]
+            params = (now, now, json.dumps(batch))
+            run = "execute"
+        # Only fixed column names are formatted into the SQL; every value is a bound parameter.
+        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            getattr(cursor, run)(sql, params)
+            created = int(cursor.rowcount)
+        finally:
+            cursor.close()
+        self.report.created += created
+        if created == len(inserts):
+            return [r.primary for r in inserts]
+        # Another writer took some of these addresses after we looked (PostgreSQL only). Rows whose address
+        # now has a contact get our values applied; a row whose other address clashed is rejected.
+        present = self._existing(session, prim, [r.primary for r in inserts])
+        done = []
+        for r in inserts:
+            found = present.get(r.primary)
+            if found is None:
+                self.reject(
+                    r.row, self._column(sec), r.secondary or "", f"{sec} already belongs to another contact"
+                )
+            elif (found[sec], found["first_name"], found["last_name"], found["fields"] or {}) == (
+                r.secondary,
+                r.first_name,
+                r.last_name,
+                r.fields,
+            ):
+                done.append(r.primary)  # ours (or identical to ours)
+            else:
+                updates.append((found, r))  # the other writer's: merge ours in, counted as an update
+        return done
 
-    def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> list[int]:
+    def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> None:
         changed: list[dict[str, Any]] = []
         now = utcnow()
         for existing, r in updates:
@@ -363,14 +406,27 @@ class _Importer:
             )
             session.execute(stmt, changed)
         self.report.updated += len(updates)
-        return [existing["id"] for existing, _ in updates]
+
+    def _join_list(self, session: Session, primaries: list[str]) -> int:
+        """Add the batch's contacts to the list in one INSERT ... SELECT; how many were new members."""
+        if not primaries:
+            return 0
+        chosen = select(
+            literal(self.report.list_id, BigId), CONTACTS.c.id, literal(utcnow(), UTCDateTime())
+        ).where(in_values(session, CONTACTS.c[self.primary_col], primaries))
+        columns = ["list_id", "contact_id", "added_at"]
+        return insert_select_ignore(session, MEMBERS, columns, chosen, ("list_id", "contact_id"))
 
 
-def _column_for(header: Sequence[str], plan: Sequence[str], target: str) -> str:
-    return next((h for h, t in zip(header, plan, strict=True) if t == target), target)
+def open_text(stream: IO[bytes], on_progress: Callable[[int], None] | None = None) -> IO[str]:
+    """A byte stream as CSV-ready text: UTF-8 (a BOM is skipped), undecodable bytes as U+FFFD so the rows
+    holding them are rejected one by one rather than the whole file failing half-way."""
+    raw = io.BufferedReader(CountingReader(stream, on_progress))
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
 
 
-def _records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
+def csv_records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    """(row number, values) for each non-blank CSV record."""
     # Row numbers count records (a quoted value may span lines), the header being row 1.
     number = 0
     for values in csv.reader(text):
@@ -399,23 +455,17 @@ def import_csv(
     """
     with gw.db.read() as session:
         target = editable_list(session, list_ref)
-    importer = _Importer(gw, target, include_opted_out, on_reject)
-    text = io.TextIOWrapper(
-        io.BufferedReader(_CountingReader(stream, on_progress)),
-        encoding="utf-8-sig",
-        errors="replace",
-        newline="",
-    )
-    records = _records(text)
+    records = csv_records(open_text(stream, on_progress))
     first = next(records, None)
     if first is None:
         raise PayloadError("the file is empty: its first row must name the columns", field="file")
     header = first[1]
     plan = column_plan(header, mapping or {}, target.channel)
+    importer = _Importer(gw, target, header, plan, include_opted_out, on_reject)
     batch: dict[str, _Row] = {}
     for number, values in records:
         importer.report.rows += 1
-        parsed = importer.parse(number, values, header, plan)
+        parsed = importer.parse(number, values)
         if parsed is None:
             continue
         seen = batch.get(parsed.primary)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -20,7 +21,7 @@ from gateway.addresses import mask, normalize_address, normalize_sender
 from gateway.errors import InvalidAddressError, PayloadError
 from gateway.guard import submit
 from gateway.messages import Category, InboundMessage
-from gateway.models import InboundPart, InboundRecord, table, utcnow
+from gateway.models import InboundPart, table, utcnow
 from gateway.runtime import Gateway
 from gateway.storage import Evidence, apply_consent, enqueue, insert_ignore, record_inbound
 from rules import actions as A
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # Templates whose replies are compliance messages: they reach opted-out numbers (one confirmation, HELP).
 COMPLIANCE_TEMPLATES = frozenset({"opt_out", "opt_in", "help"})
 _PROVIDER_ACTIONS = {"opt_out": True, "opt_in": False}
+# Parts of one concatenated SMS are sent together; a buffered part this far (in provider time) from a new one
+# is left over from an earlier message that reused the same concat ref (see `_reassemble`).
+_STALE_PART = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,10 @@ def process(session: Session, gw: Gateway, msg: InboundMessage) -> Outcome:
             return Outcome(None, waiting_for_parts=True)
         msg = whole
     received_at = msg.received_at or utcnow()
+    # Evaluating is pure and takes microseconds, so it runs before the insert and the rule is stored with
+    # the row, instead of a second statement updating it (a duplicate evaluates for nothing, cheaply).
+    actions = evaluate(gw.rules, msg)
+    rule = actions[0].rule if actions else None
     inbound_id = record_inbound(
         session,
         {
@@ -71,18 +79,13 @@ def process(session: Session, gw: Gateway, msg: InboundMessage) -> Outcome:
             "text": msg.text,
             "raw": _jsonable(msg.raw),
             "received_at": received_at,
+            "rule": rule,
             "campaign_id": lists.campaign_for_reply(session, msg),
         },
     )
     if inbound_id is None:
         log.info("duplicate %s message %s ignored", msg.provider, msg.provider_message_id)
         return Outcome(None, duplicate=True)
-    actions = evaluate(gw.rules, msg)
-    rule = actions[0].rule if actions else None
-    if rule:
-        session.execute(
-            table(InboundRecord).update().where(table(InboundRecord).c.id == inbound_id).values(rule=rule)
-        )
     return _perform(session, gw, msg, inbound_id, actions, received_at)
 
 
@@ -103,7 +106,11 @@ def _perform(
             raw_text=msg.text,
             provider=msg.provider,
             provider_message_id=msg.provider_message_id,
-            details={"provider_action": msg.provider_action} if msg.provider_action else None,
+            details=(
+                {"provider_action": msg.provider_action, "provider_code": msg.provider_code}
+                if msg.provider_action
+                else None
+            ),
         )
 
     # The provider already acted on a keyword (Twilio Advanced Opt-Out): its decision is recorded even
@@ -233,6 +240,18 @@ def _render(gw: Gateway, action: A.Reply) -> str:
 def _reassemble(session: Session, msg: InboundMessage) -> InboundMessage | None:
     """Buffer one part of a concatenated SMS; the whole message once every part is in, else None."""
     assert msg.concat_ref is not None and msg.concat_part is not None and msg.concat_total is not None
+    at = msg.received_at or utcnow()
+    where = (
+        col(InboundPart.provider) == msg.provider,
+        col(InboundPart.sender) == msg.sender,
+        col(InboundPart.concat_ref) == msg.concat_ref,
+    )
+    # A part redelivered after its message was assembled stays buffered. Phones reuse concat refs (often
+    # only 256 of them), so without this a later message with the same ref would be assembled from that
+    # leftover, or dropped as a duplicate of the earlier one.
+    received = col(InboundPart.received_at)
+    stale = or_(received < at - _STALE_PART, received > at + _STALE_PART)
+    session.execute(delete(InboundPart).where(*where, stale))
     insert_ignore(
         session,
         table(InboundPart),
@@ -244,14 +263,9 @@ def _reassemble(session: Session, msg: InboundMessage) -> InboundMessage | None:
             "total": msg.concat_total,
             "provider_message_id": msg.provider_message_id,
             "text": msg.text,
-            "received_at": msg.received_at or utcnow(),
+            "received_at": at,
         },
         ("provider", "sender", "concat_ref", "part"),
-    )
-    where = (
-        col(InboundPart.provider) == msg.provider,
-        col(InboundPart.sender) == msg.sender,
-        col(InboundPart.concat_ref) == msg.concat_ref,
     )
     stmt = select(InboundPart).where(*where).order_by(col(InboundPart.part))
     if session.get_bind().dialect.name == "postgresql":

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, delete
+from sqlalchemy import Select, Table, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -61,7 +61,9 @@ def insert_select_ignore(
     ``source`` must have a WHERE clause (SQLite needs one to parse ON CONFLICT after a SELECT).
     """
     stmt = dialect_insert(session)(target).from_select(list(columns), source)
-    result = session.execute(stmt.on_conflict_do_nothing(index_elements=list(conflict)))
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    # INSERT row counts are only kept on request (SQLAlchemy guarantees them for UPDATE and DELETE).
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
     return int(getattr(result, "rowcount", 0))
 
 
@@ -98,11 +100,8 @@ def list_id(session: Session, name: str, channel: str = "sms", create: bool = Tr
 
 def add_member(session: Session, list_pk: int, contact_pk: int) -> bool:
     """Add a contact to a list; False when it was already a member."""
-    stmt = dialect_insert(session)(table(ListMember)).values(
-        list_id=list_pk, contact_id=contact_pk, added_at=utcnow()
-    )
-    result = session.execute(stmt.on_conflict_do_nothing(index_elements=["list_id", "contact_id"]))
-    return bool(getattr(result, "rowcount", 0))
+    row = {"list_id": list_pk, "contact_id": contact_pk, "added_at": utcnow()}
+    return insert_many_ignore(session, table(ListMember), [row], ("list_id", "contact_id")) == 1
 
 
 def remove_member(session: Session, list_pk: int, contact_pk: int) -> bool:
@@ -113,15 +112,33 @@ def remove_member(session: Session, list_pk: int, contact_pk: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+# Built once with bound parameters: every inbound message runs these lookups, and building a statement
+# costs more than the indexed query itself (bench/profile_webhook.py shows it).
+_OUTBOX = table(OutboxMessage).c
+_BY_REPLY_LINK = (
+    select(_OUTBOX.campaign_id)
+    .where(_OUTBOX.campaign_id.is_not(None), _OUTBOX.provider_message_id == bindparam("ref"))
+    .limit(1)
+)
+_LAST_SENT = (
+    select(_OUTBOX.campaign_id)
+    .where(
+        _OUTBOX.recipient == bindparam("person"),
+        _OUTBOX.sender == bindparam("ours"),
+        _OUTBOX.kind == "message",
+        _OUTBOX.inbound_id.is_(None),
+    )
+    .order_by(_OUTBOX.id.desc())
+    .limit(1)
+)
+
+
 def campaign_for_reply(session: Session, msg: InboundMessage) -> int | None:
     """The campaign an inbound message answers: by the provider's reply link (ClickSend
     ``original_message_id``, then the ``custom_string`` our campaign message carried), else the last
     message sent to that number from the number it texted."""
-    stmt = select(OutboxMessage.campaign_id).where(col(OutboxMessage.campaign_id).is_not(None))
     if msg.in_reply_to:
-        found = session.execute(
-            stmt.where(col(OutboxMessage.provider_message_id) == msg.in_reply_to).limit(1)
-        ).scalar()
+        found = session.execute(_BY_REPLY_LINK, {"ref": msg.in_reply_to}).scalar()
         if found is not None:
             return found
     tagged = _CAMPAIGN_TAG.match(msg.custom_string or "")
@@ -129,17 +146,7 @@ def campaign_for_reply(session: Session, msg: InboundMessage) -> int | None:
         campaign = session.get(Campaign, int(tagged.group(1)))
         if campaign is not None:
             return campaign.id
-    last = session.execute(
-        select(OutboxMessage.campaign_id)
-        .where(
-            col(OutboxMessage.recipient) == msg.sender,
-            col(OutboxMessage.sender) == msg.recipient,
-            col(OutboxMessage.kind) == "message",
-            col(OutboxMessage.inbound_id).is_(None),
-        )
-        .order_by(col(OutboxMessage.id).desc())
-        .limit(1)
-    ).scalar()
+    last: int | None = session.execute(_LAST_SENT, {"person": msg.sender, "ours": msg.recipient}).scalar()
     return last
 
 

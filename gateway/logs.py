@@ -22,7 +22,9 @@ def scrub(text: str) -> str:
 
 
 class MaskingFilter(logging.Filter):
-    """Rewrites each record's message with `scrub` (arguments are merged first)."""
+    """Rewrites each record's message with `scrub` (arguments are merged first), and its traceback."""
+
+    _tracebacks = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the formatted message in place; never drops a record."""
@@ -32,6 +34,14 @@ class MaskingFilter(logging.Filter):
             return True
         record.msg = scrub(message)
         record.args = None
+        # An exception's text (a database error lists its parameters) is printed after the message:
+        # formatters reuse ``exc_text`` when it is set, so the masked rendering is the one written.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
 
 

@@ -69,6 +69,8 @@ class InboundMessage:
     # When the provider already acted on a keyword (Twilio ``OptOutType``, Plivo ``MessageIntent``):
     # "opt_out", "opt_in" or "help". The gateway records it and, by default, does not reply again.
     provider_action: str | None = None
+    # The provider's own value behind provider_action ("STOP", "optout"), kept in the ledger as evidence.
+    provider_code: str | None = None
     # The outbound message this one answers, where the provider says (ClickSend original_message_id).
     in_reply_to: str | None = None
     custom_string: str | None = None
@@ -125,4 +127,21 @@ class StatusUpdate:
     opted_out: bool = False
     recipient: str | None = None
     occurred_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Our number the message went out from, where the receipt says: it decides the scope of an opt-out
+    # reported for a message the outbox does not know (sent before the gateway, or around it).
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderOptOut:
+    """One entry of a provider's own opt-out list (read by ``optout providers sync``)."""
+
+    provider: str
+    # The person's number as the provider wrote it (it may be redacted or a short code: check it).
+    address: str
+    # Our number the opt-out applies to; None when it covers the whole account.
+    sender: str | None = None
+    keyword: str | None = None
+    created_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -274,9 +274,12 @@ class Campaign(SQLModel, table=True):
     category: str = Field(default="marketing", max_length=20)
     body: str = Field(sa_column=Column(Text, nullable=False))
     subject: str | None = Field(default=None, max_length=998)
+    html_body: str | None = Field(default=None, sa_column=Column(Text))
     sender: str | None = Field(default=None, max_length=320)
     provider: str = Field(max_length=50)
+    # The sender's opt-out scope; with an email topic, ``<scope>/<topic>`` (see `gateway.email`).
     scope: str = Field(default="default", max_length=100)
+    topic: str | None = Field(default=None, max_length=100)
     status: str = Field(default="scheduled", max_length=16)
     segments: int = 1
     encoding: str = Field(default="GSM-7", max_length=16)
@@ -314,3 +317,57 @@ class SendPacing(SQLModel, table=True):
 # the last message sent to that number reads it by recipient.
 Index("ix_outbox_campaign_status", table(OutboxMessage).c.campaign_id, table(OutboxMessage).c.status)
 Index("ix_outbox_recipient", table(OutboxMessage).c.recipient)
+
+
+# ---- Mass opt-out safeguard (migration 0004) -------------------------------------------------------------
+
+
+class CampaignHold(SQLModel, table=True):
+    """A campaign paused because too many of its sends came back with a provider opt-out code.
+
+    ``status`` is ``open`` until an operator ``confirmed`` the held opt-outs (applied) or ``dismissed``
+    them (discarded); either way the campaign goes back to ``campaign_status``, its status before the pause.
+    """
+
+    __tablename__ = "campaign_holds"
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    campaign_id: int = Field(sa_column=Column(BigId, nullable=False, index=True))
+    status: str = Field(default="open", max_length=16)
+    campaign_status: str = Field(max_length=16)
+    # What tripped it: opt-out codes and sends in the window, and the threshold then in force.
+    opt_outs: int
+    sends: int
+    threshold: float
+    opened_at: datetime = _ts()
+    resolved_at: datetime | None = _ts(nullable=True)
+    resolved_by: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class ProviderOptOutSignal(SQLModel, table=True):
+    """A provider's opt-out code for one campaign message: applied at once, or held with a `CampaignHold`.
+
+    ``state``: ``applied`` (recorded as an opt-out), ``held`` (waiting for an operator), ``confirmed`` or
+    ``dismissed``. One per outbox row: a second receipt with the code for the same message adds nothing.
+    """
+
+    __tablename__ = "provider_opt_out_signals"
+    __table_args__ = (Index("ix_provider_opt_out_signals_window", "campaign_id", "recorded_at"),)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    campaign_id: int = Field(sa_column=Column(BigId, nullable=False))
+    outbox_id: int = Field(sa_column=Column(BigId, nullable=False, unique=True))
+    hold_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True, index=True))
+    state: str = Field(default="applied", max_length=16)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=320)
+    scope: str = Field(max_length=100)
+    provider: str = Field(max_length=50)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    error_code: str | None = Field(default=None, max_length=32)
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = _ts()
+    recorded_at: datetime = _ts()
+
+
+# The safeguard counts a campaign's sends in its window by (campaign, sent time).
+Index("ix_outbox_campaign_sent", table(OutboxMessage).c.campaign_id, table(OutboxMessage).c.sent_at)

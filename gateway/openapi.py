@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import __version__
 from gateway.errors import PayloadError
+from gateway.payloads import storable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,12 +75,29 @@ def parse_body(model: type[M]) -> M:
     data = request.get_json(silent=True)
     if data is None:
         raise PayloadError("request body must be a JSON object")
+    _check_storable(data, "")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "body"
         raise PayloadError(f"{name}: {err['msg']}", field=name) from None
+
+
+def _check_storable(value: Any, path: str) -> None:
+    """Refuse what no column can hold (an integer past BIGINT, a NUL or lone surrogate): a 400, not a 500."""
+    name = path or "body"
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise PayloadError(f"{name}: integer out of range", field=name)
+    if isinstance(value, str) and storable(value) != value:
+        raise PayloadError(f"{name}: contains a NUL character or an unpaired surrogate", field=name)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, name)
+            _check_storable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{name}.{index}")
 
 
 class Problem(BaseModel):
@@ -130,6 +148,8 @@ def spec() -> dict[str, Any]:
             entry["responses"].setdefault(
                 "401", {"description": "missing or wrong token", "content": problem}
             )
+        # Any other status (404, 409, 413, 429, ...) is an error and always a problem document.
+        entry["responses"]["default"] = {"description": "an error", "content": problem}
         paths.setdefault(op.path, {})[op.method] = entry
     return {
         "openapi": "3.1.0",

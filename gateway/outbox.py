@@ -23,6 +23,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from adapters.base import is_transient_status, retry_after_seconds
+from gateway import safeguard
 from gateway.addresses import mask
 from gateway.email import unsubscribe_problem
 from gateway.errors import OptedOutError
@@ -212,20 +213,26 @@ def record_result(gw: Gateway, item: Claimed, owner: str, result: SendResult, at
         return "queued"
     if result.outcome is SendOutcome.OPTED_OUT:
         # The provider knows of an opt-out we did not: record it so every other path respects it too.
+        evidence = Evidence(
+            source="provider",
+            occurred_at=at,
+            provider=result.provider,
+            details={"error_code": result.error_code, "outbox_id": item.id},
+        )
         with gw.db.transaction() as session:
-            apply_consent(
-                session,
-                channel=item.channel,
-                address=item.recipient,
-                scope=item.scope,
-                opted_out=True,
-                evidence=Evidence(
-                    source="provider",
-                    occurred_at=at,
-                    provider=result.provider,
-                    details={"error_code": result.error_code, "outbox_id": item.id},
-                ),
-            )
+            row = session.get(OutboxMessage, item.id)
+            if row is not None and row.campaign_id is not None:
+                # A campaign's codes pass the mass opt-out safeguard, which may hold them for review.
+                safeguard.provider_opt_out(session, gw, row, evidence)
+            else:
+                apply_consent(
+                    session,
+                    channel=item.channel,
+                    address=item.recipient,
+                    scope=item.scope,
+                    opted_out=True,
+                    evidence=evidence,
+                )
         log.warning("outbox %s: %s reports %s opted out", item.id, result.provider, mask(item.recipient))
     _finish(gw, item, owner, status="failed", last_error=error or result.outcome.value)
     return "failed"

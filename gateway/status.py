@@ -7,7 +7,9 @@ import logging
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from gateway.addresses import mask
+from gateway import safeguard
+from gateway.addresses import mask, normalize_address
+from gateway.errors import InvalidAddressError
 from gateway.messages import StatusUpdate
 from gateway.models import DeliveryEvent, OutboxMessage, table, utcnow
 from gateway.runtime import Gateway
@@ -47,24 +49,39 @@ def record_status(session: Session, gw: Gateway, update: StatusUpdate) -> bool:
     ).scalar_one_or_none()
     if row is not None and _RANK[update.status.value] >= _RANK.get(row.delivery_status or "unknown", 0):
         row.delivery_status = update.status.value
-    if update.opted_out:
-        address = row.recipient if row is not None else update.recipient
-        if address:
-            scope = row.scope if row is not None else "default"
-            channel = row.channel if row is not None else "sms"
-            apply_consent(
-                session,
-                channel=channel,
-                address=address,
-                scope=scope,
-                opted_out=True,
-                evidence=Evidence(
-                    source="provider",
-                    occurred_at=update.occurred_at,
-                    provider=update.provider,
-                    provider_message_id=update.provider_message_id,
-                    details={"error_code": update.error_code, "status": update.raw_status},
-                ),
-            )
-            log.warning("%s receipt says %s opted out", update.provider, mask(address))
+    target = _opt_out_target(gw, update, row) if update.opted_out else None
+    if target is None:
+        return True
+    channel, address, scope = target
+    evidence = Evidence(
+        source="provider",
+        occurred_at=update.occurred_at,
+        provider=update.provider,
+        provider_message_id=update.provider_message_id,
+        details={"error_code": update.error_code, "status": update.raw_status},
+    )
+    if row is not None and row.campaign_id is not None:
+        # A campaign's codes pass the mass opt-out safeguard, which may hold them for review.
+        safeguard.provider_opt_out(session, gw, row, evidence)
+    else:
+        apply_consent(
+            session, channel=channel, address=address, scope=scope, opted_out=True, evidence=evidence
+        )
+    log.warning("%s receipt says %s opted out", update.provider, mask(address))
     return True
+
+
+def _opt_out_target(
+    gw: Gateway, update: StatusUpdate, row: OutboxMessage | None
+) -> tuple[str, str, str] | None:
+    """The (channel, address, scope) an opt-out receipt applies to; None when the address is unusable."""
+    if row is not None:
+        return row.channel, row.recipient, row.scope
+    # A message the outbox does not know (sent before the gateway, or around it): the number as the
+    # provider wrote it (Vonage, Plivo and MessageBird drop the "+"), in the scope of the sender it names.
+    try:
+        address = normalize_address("sms", update.recipient or "", gw.settings.default_region)
+    except InvalidAddressError:
+        log.warning("%s opt-out receipt %s: no usable number", update.provider, update.provider_message_id)
+        return None
+    return "sms", address, gw.settings.scope_for(update.sender)

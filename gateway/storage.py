@@ -8,12 +8,13 @@ webhook racing each other cannot both win.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -21,6 +22,40 @@ from sqlmodel import col, select
 from gateway.models import ALL_SCOPES, ConsentEvent, InboundRecord, OptOut, OutboxMessage, table, utcnow
 
 _OPT_OUTS = table(OptOut)
+_CONSENT_EVENTS = table(ConsentEvent)
+
+# The webhook path runs these on every message, so they are built once with bound parameters: building
+# a statement costs more Python time than SQLite takes to run it, and a prebuilt statement also hits
+# SQLAlchemy's compiled-statement cache directly.
+_C = _OPT_OUTS.c
+_STATE = (
+    select(_C.id, _C.opted_out, _C.event_at)
+    .where(
+        _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.scope == bindparam("scope")
+    )
+    .with_for_update()  # PostgreSQL locks the row; SQLite renders nothing (its write lock is already held)
+)
+_UPDATE_STATE = update(_OPT_OUTS).where(_C.id == bindparam("state_id"))
+_ACTIVE_SCOPES = select(_C.scope).where(
+    _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out
+)
+_INSERT_EVENT = insert(_CONSENT_EVENTS).returning(_CONSENT_EVENTS.c.id)
+_ACTIVE = (
+    select(OptOut)
+    .where(col(OptOut.channel) == bindparam("channel"), col(OptOut.address) == bindparam("address"),
+           col(OptOut.opted_out))
+    .order_by(col(OptOut.since))
+    .limit(1)
+    # Consent rows are updated with Core statements; never hand back a stale copy from the session.
+    .execution_options(populate_existing=True)
+)
+_ACTIVE_IN_SCOPES = _ACTIVE.where(col(OptOut.scope).in_(bindparam("scopes", expanding=True)))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_ignore_statement(dialect: str, target: Table, conflict: tuple[str, ...]) -> Any:
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_for(target).on_conflict_do_nothing(index_elements=list(conflict)).returning(target.c.id)
 
 
 def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], conflict: Sequence[str]) -> Any:
@@ -28,10 +63,8 @@ def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], con
 
     Atomic on both databases: concurrent callers with the same key get exactly one id between them.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    stmt = _insert_ignore_statement(session.get_bind().dialect.name, table, tuple(conflict))
+    return session.execute(stmt, dict(values)).scalar_one_or_none()
 
 
 def record_inbound(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -67,13 +100,9 @@ class Evidence:
     details: Mapping[str, Any] | None = None
 
 
-def _locked_state(session: Session, channel: str, address: str, scope: str) -> OptOut | None:
-    stmt = select(OptOut).where(
-        col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.scope) == scope
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.execute(stmt).scalar_one_or_none()
+def _locked_state(session: Session, channel: str, address: str, scope: str) -> Any:
+    """(id, opted_out, event_at) of the state row, locked for this transaction, or None."""
+    return session.execute(_STATE, {"channel": channel, "address": address, "scope": scope}).one_or_none()
 
 
 def _apply_one(
@@ -105,35 +134,33 @@ def _apply_one(
         # An event older than the one that set the current state is ledgered but does not change it:
         # STOP and START racing each other settle by the provider's order, not by arrival order.
         stale = event_at < state.event_at
-        changed = not stale and state.opted_out != opted_out
+        changed = not stale and bool(state.opted_out) != opted_out
         if changed:
-            state.opted_out = opted_out
-            state.source = ev.source
-            state.rule = ev.rule
-            state.since = now
-        if not stale:
-            state.event_at = event_at
-    event = ConsentEvent(
-        channel=channel,
-        address=address,
-        scope=scope,
-        action="opt_out" if opted_out else "opt_in",
-        changed=changed,
-        source=ev.source,
-        rule=ev.rule,
-        raw_text=ev.raw_text,
-        provider=ev.provider,
-        provider_message_id=ev.provider_message_id,
-        reason=ev.reason,
-        actor=ev.actor,
-        evidence=dict(ev.details or {}),
-        occurred_at=event_at,
-        recorded_at=now,
-    )
-    session.add(event)
-    session.flush()
-    assert event.id is not None
-    return ConsentChange(scope, changed, event.id)
+            values = {"opted_out": opted_out, "source": ev.source, "rule": ev.rule, "since": now}
+            session.execute(_UPDATE_STATE, {"state_id": state.id, "event_at": event_at, **values})
+        elif not stale:
+            session.execute(_UPDATE_STATE, {"state_id": state.id, "event_at": event_at})
+    event_id = session.execute(
+        _INSERT_EVENT,
+        {
+            "channel": channel,
+            "address": address,
+            "scope": scope,
+            "action": "opt_out" if opted_out else "opt_in",
+            "changed": changed,
+            "source": ev.source,
+            "rule": ev.rule,
+            "raw_text": ev.raw_text,
+            "provider": ev.provider,
+            "provider_message_id": ev.provider_message_id,
+            "reason": ev.reason,
+            "actor": ev.actor,
+            "evidence": dict(ev.details or {}),
+            "occurred_at": event_at,
+            "recorded_at": now,
+        },
+    ).scalar_one()
+    return ConsentChange(scope, changed, event_id)
 
 
 def apply_consent(
@@ -157,12 +184,7 @@ def apply_consent(
         scopes = [ALL_SCOPES, *sorted(set(known_scopes) | {scope})] if all_scopes else [scope]
     else:
         scopes = [scope]
-        rows = session.execute(
-            select(OptOut.scope).where(
-                col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.opted_out)
-            )
-        ).scalars()
-        active = set(rows)
+        active = set(session.execute(_ACTIVE_SCOPES, {"channel": channel, "address": address}).scalars())
         if all_scopes:
             scopes = sorted(active | {scope})
         elif ALL_SCOPES in active:
@@ -183,13 +205,10 @@ def covering_scopes(scope: str) -> list[str]:
 
 def active_opt_out(session: Session, channel: str, address: str, scope: str | None = None) -> OptOut | None:
     """The opt-out that blocks ``address`` on ``channel`` in ``scope`` (any scope when None), or None."""
-    stmt = select(OptOut).where(
-        col(OptOut.channel) == channel, col(OptOut.address) == address, col(OptOut.opted_out)
-    )
-    if scope is not None:
-        stmt = stmt.where(col(OptOut.scope).in_(covering_scopes(scope)))
-    stmt = stmt.order_by(col(OptOut.since)).limit(1)
-    return session.execute(stmt).scalar_one_or_none()
+    if scope is None:
+        return session.execute(_ACTIVE, {"channel": channel, "address": address}).scalar_one_or_none()
+    params = {"channel": channel, "address": address, "scopes": covering_scopes(scope)}
+    return session.execute(_ACTIVE_IN_SCOPES, params).scalar_one_or_none()
 
 
 def enqueue(session: Session, values: Mapping[str, Any]) -> int | None:

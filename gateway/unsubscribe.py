@@ -16,15 +16,17 @@ script, no cookies and ``Cache-Control: no-store``. A bad, tampered, foreign or 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from flask import Blueprint, Response, render_template, request
+from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, select
 
 from gateway.addresses import mask
 from gateway.email import InvalidLinkError, LinkClaim, signer_for, topic_scope
 from gateway.http import gateway
 from gateway.models import OptOut
+from gateway.openapi import document
 from gateway.runtime import Gateway
 from gateway.storage import Evidence, active_opt_out, apply_consent
 
@@ -32,6 +34,32 @@ bp = Blueprint("unsubscribe", __name__, template_folder="templates")
 
 CHANNEL = "email"
 ALL = "all"
+_FORM = "application/x-www-form-urlencoded"
+
+
+class UnsubscribeForm(BaseModel):
+    """``List-Unsubscribe=One-Click`` from a mail client (RFC 8058), or the page's button."""
+
+    list_unsubscribe: Literal["One-Click"] | None = Field(default=None, alias="List-Unsubscribe")
+    action: Literal["unsubscribe", "resubscribe"] | None = None
+
+
+class PreferenceForm(BaseModel):
+    """Leave or rejoin one topic, or everything (``target=all``)."""
+
+    action: Literal["leave", "join"]
+    target: str = Field(description="a topic from email.topics, or 'all'")
+
+
+F = TypeVar("F", bound=BaseModel)
+
+
+def _form(model: type[F]) -> F:
+    """The posted form (urlencoded or multipart) validated by the model its endpoint documents."""
+    try:
+        return model.model_validate(request.form.to_dict())
+    except ValidationError:
+        raise InvalidLinkError("bad form") from None
 
 
 def _page(template: str, status: int = 200, **values: Any) -> Response:
@@ -100,6 +128,8 @@ def _landing(gw: Gateway, token: str, claim: LinkClaim, template: str, **values:
 
 
 @bp.get("/u/<token>")
+@document("get", "/u/{token}", "Unsubscribe page (HTML; changes nothing)", responses={200: None, 400: None},
+          auth=False, tag="email")
 def landing(token: str) -> Response:
     """The page an unsubscribe link opens: who, from what, and one button. Changes nothing."""
     gw = gateway()
@@ -108,23 +138,22 @@ def landing(token: str) -> Response:
 
 
 @bp.post("/u/<token>")
+@document("post", "/u/{token}", "One-click unsubscribe (RFC 8058), or the unsubscribe page's buttons",
+          body=UnsubscribeForm, responses={200: None, 400: None}, auth=False, tag="email", content_type=_FORM)
 def unsubscribe(token: str) -> Response:
     """One-click (RFC 8058) or the page's button: unsubscribe; the page's undo button: resubscribe."""
     gw = gateway()
     claim = _claim(gw, token)
-    if request.form.get("List-Unsubscribe") == "One-Click":
+    form = _form(UnsubscribeForm)
+    if form.list_unsubscribe == "One-Click":
         _change(gw, claim, claim.opt_out_scope, True, "one_click", "one_click")
         resp = Response("You are unsubscribed.\n", status=200, mimetype="text/plain")
         resp.headers["Cache-Control"] = "no-store"
         return resp
-    action = request.form.get("action")
-    if action == "unsubscribe":
-        _change(gw, claim, claim.opt_out_scope, True, "email_link", "unsubscribe_page")
-        return _landing(gw, token, claim, "unsubscribe_done.html")
-    if action == "resubscribe":
-        _change(gw, claim, claim.opt_out_scope, False, "email_link", "unsubscribe_page")
-        return _landing(gw, token, claim, "unsubscribe_done.html")
-    raise InvalidLinkError("no action")
+    if form.action is None:
+        raise InvalidLinkError("no action")
+    _change(gw, claim, claim.opt_out_scope, form.action == "unsubscribe", "email_link", "unsubscribe_page")
+    return _landing(gw, token, claim, "unsubscribe_done.html")
 
 
 def _preference_rows(gw: Gateway, claim: LinkClaim) -> tuple[bool, list[dict[str, Any]]]:
@@ -150,7 +179,7 @@ def _preference_rows(gw: Gateway, claim: LinkClaim) -> tuple[bool, list[dict[str
     return everything, rows
 
 
-def _preferences(gw: Gateway, token: str, claim: LinkClaim, message: str | None = None) -> Response:
+def _preferences(gw: Gateway, claim: LinkClaim, message: str | None = None) -> Response:
     everything, rows = _preference_rows(gw, claim)
     return _page(
         "unsubscribe_preferences.html",
@@ -158,29 +187,32 @@ def _preferences(gw: Gateway, token: str, claim: LinkClaim, message: str | None 
         everything=everything,
         topics=rows,
         message=message,
-        landing_url=signer_for(gw).url(token),
     )
 
 
 @bp.get("/u/<token>/preferences")
+@document("get", "/u/{token}/preferences", "Email preference page (HTML)", responses={200: None, 400: None},
+          auth=False, tag="email")
 def preferences(token: str) -> Response:
     """The preference page: every topic and "all email", each with its state and one button."""
     gw = gateway()
-    return _preferences(gw, token, _claim(gw, token))
+    return _preferences(gw, _claim(gw, token))
 
 
 @bp.post("/u/<token>/preferences")
+@document("post", "/u/{token}/preferences", "Leave or rejoin a topic or all email", body=PreferenceForm,
+          responses={200: None, 400: None}, auth=False, tag="email", content_type=_FORM)
 def change_preferences(token: str) -> Response:
     """Leave or rejoin one topic (``target=<slug>``) or everything (``target=all``)."""
     gw = gateway()
     claim = _claim(gw, token)
-    action, target = request.form.get("action"), request.form.get("target", "")
+    form = _form(PreferenceForm)
     _, rows = _preference_rows(gw, claim)
     labels = {row["slug"]: row["label"] for row in rows}
-    if action not in ("leave", "join") or (target != ALL and target not in labels):
-        raise InvalidLinkError("bad preference form")
-    scope = claim.scope if target == ALL else topic_scope(claim.scope, target)
-    _change(gw, claim, scope, action == "leave", "email_link", "preferences")
-    what = f"all email from {gw.settings.brand}" if target == ALL else labels[target]
-    done = "You left" if action == "leave" else "You are subscribed again to"
-    return _preferences(gw, token, claim, f"{done} {what}.")
+    if form.target != ALL and form.target not in labels:
+        raise InvalidLinkError("unknown topic")
+    scope = claim.scope if form.target == ALL else topic_scope(claim.scope, form.target)
+    _change(gw, claim, scope, form.action == "leave", "email_link", "preferences")
+    what = f"all email from {gw.settings.brand}" if form.target == ALL else labels[form.target]
+    done = "You left" if form.action == "leave" else "You are subscribed again to"
+    return _preferences(gw, claim, f"{done} {what}.")

@@ -1,4 +1,4 @@
-"""The one generic webhook route: verify -> parse -> dedupe -> rules -> commit -> acknowledge.
+"""The one generic webhook route: verify -> parse -> clean -> dedupe -> rules -> commit -> acknowledge.
 
 Every provider goes through this view; adapters only verify and parse. Error contract (the providers'
 retry logic depends on it): a bad signature or token is 403, a malformed payload 400, an unknown provider
@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 from sqlalchemy.exc import OperationalError
 
 from adapters.base import WebhookRequest
+from gateway import payloads
 from gateway.errors import GatewayError, UnknownProviderError
 from gateway.http import gateway
 from gateway.inbound import process
@@ -55,11 +56,11 @@ def webhook(provider: str, kind: str) -> Response:
     req = webhook_request(gw)
     adapter.verify(req)
     if kind == "inbound":
-        messages = adapter.parse_inbound(req)
+        messages = [payloads.inbound(m) for m in adapter.parse_inbound(req)]
         _commit(gw, lambda session: [process(session, gw, m) for m in messages])
         ack = adapter.ack(messages)
     else:
-        updates = adapter.parse_status(req)
+        updates = [payloads.status(u) for u in adapter.parse_status(req)]
         _commit(gw, lambda session: [record_status(session, gw, u) for u in updates])
         ack = adapter.ack([])
     return Response(ack.body, status=ack.status, content_type=ack.content_type)

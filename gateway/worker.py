@@ -60,3 +60,12 @@ def run_worker(gw: Gateway) -> None:
 
 #: Functions ``(scheduler, gateway) -> None`` that add more scheduled jobs (campaign dispatch, ...).
 EXTRA_JOBS: list[Callable[[BlockingScheduler, Gateway], None]] = []
+
+
+def _register_campaigns() -> None:
+    from gateway.campaigns import add_jobs
+
+    EXTRA_JOBS.append(add_jobs)
+
+
+_register_campaigns()

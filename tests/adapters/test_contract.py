@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 import requests
 import responses
@@ -142,3 +144,11 @@ def test_status_callbacks_normalised(case: ProviderCase) -> None:
         assert update.status is sc.status
         assert update.opted_out is sc.opted_out
         assert update.raw_status
+
+
+def test_requests_target_the_gateway_routes(case: ProviderCase) -> None:
+    # The end-to-end tests post these very requests to the gateway, where signatures cover the URL.
+    inbound = case.inbound("STOP", "+14155550100", "+14155550199", "MSG-ROUTE")
+    assert urlsplit(inbound.url).path == f"/webhooks/{case.name}/inbound"
+    for sc in case.status_cases():
+        assert urlsplit(sc.request.url).path == f"/webhooks/{case.name}/status"

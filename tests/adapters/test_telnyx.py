@@ -11,10 +11,11 @@ import pytest
 import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from responses import matchers
 
 from adapters.base import WebhookRequest
 from adapters.telnyx import TelnyxAdapter
-from gateway.errors import ConfigError, MissingSecretError, PayloadError, VerificationError
+from gateway.errors import ConfigError, MissingSecretError, PayloadError, ProviderError, VerificationError
 from gateway.messages import DeliveryStatus, OutboundMessage, SendOutcome
 from tests.adapters.cases.telnyx import CASE, URL, finalized_event, received_event, signed
 
@@ -299,3 +300,31 @@ def test_parsing_arbitrary_input_raises_only_payload_errors(event: Any) -> None:
         except PayloadError:
             continue
         assert isinstance(parsed, list)
+
+
+# ---- the opt-out list ---------------------------------------------------------------------------------
+
+OPTOUTS_URL = "https://api.telnyx.com/v2/messaging_optouts"
+
+
+def test_optout_list_without_page_count_stops_at_a_short_page() -> None:
+    listing = adapter()
+    listing.optout_page_size = 2
+    rows = [{"from": "+14155550199", "to": f"+1415555010{i}", "keyword": "STOP",
+             "created_at": "2025-04-28 12:00:38.631252"} for i in range(3)]
+    with responses.RequestsMock() as rsps:
+        for number, page in ((1, rows[:2]), (2, rows[2:])):
+            rsps.add("GET", OPTOUTS_URL, json={"data": page}, match=[matchers.query_param_matcher(
+                {"page[number]": str(number), "page[size]": "2",
+                 "filter[messaging_profile_id]": CASE.settings["messaging_profile_id"]})])
+        entries = list(listing.sync_optouts())
+    assert [e.address for e in entries] == ["+14155550100", "+14155550101", "+14155550102"]
+    assert entries[0].sender == "+14155550199" and entries[0].keyword == "STOP"
+    assert entries[0].created_at == datetime(2025, 4, 28, 12, 0, 38, 631252, tzinfo=UTC)
+
+
+def test_optout_list_that_is_not_a_list_is_a_provider_error() -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", OPTOUTS_URL, json={"data": {"to": "+14155550100"}})
+        with pytest.raises(ProviderError, match="unexpected answer"):
+            list(adapter().sync_optouts())

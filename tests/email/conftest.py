@@ -34,12 +34,16 @@ class Inbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.rcpt_reply: str | None = None
         self.data_reply: str | None = None
+        self.noop_reply: str | None = None
         self.ehlos = 0
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         self.ehlos += 1
         session.host_name = hostname
         return responses
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        return self.noop_reply or "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if self.rcpt_reply:

@@ -13,7 +13,8 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/bandwidth"
+URL = "https://gateway.example.com/webhooks/bandwidth/inbound"
+STATUS_URL = "https://gateway.example.com/webhooks/bandwidth/status"
 ACCOUNT_ID = "9900000"
 APPLICATION_ID = "93de2206-9669-4e07-948d-329f4b722ee2"
 CALLBACK_USER = "bw-callbacks"
@@ -26,11 +27,11 @@ def basic(user: str, password: str) -> str:
 
 
 def callback(
-    events: list[Any], user: str = CALLBACK_USER, password: str = CALLBACK_PASSWORD
+    events: list[Any], user: str = CALLBACK_USER, password: str = CALLBACK_PASSWORD, url: str = URL
 ) -> WebhookRequest:
     """A callback POST carrying ``events`` (always an array), with the Application's credentials."""
     headers = {"Content-Type": "application/json", "Authorization": basic(user, password)}
-    return WebhookRequest.build("POST", URL, json.dumps(events).encode(), headers)
+    return WebhookRequest.build("POST", url, json.dumps(events).encode(), headers)
 
 
 def received(text: str, sender: str, recipient: str, message_id: str) -> dict[str, Any]:
@@ -136,11 +137,12 @@ class BandwidthCase(ProviderCase):
     def status_cases(self) -> list[StatusCase]:
         return [
             StatusCase(
-                callback([delivery("message-delivered", "MSG-D", 0)]), "MSG-D", DeliveryStatus.DELIVERED
+                callback([delivery("message-delivered", "MSG-D", 0)], url=STATUS_URL), "MSG-D", DeliveryStatus.DELIVERED
             ),
             StatusCase(
                 callback(
-                    [delivery("message-failed", "MSG-X", 4775, "destination-rejected-due-to-user-opt-out")]
+                    [delivery("message-failed", "MSG-X", 4775, "destination-rejected-due-to-user-opt-out")],
+                    url=STATUS_URL,
                 ),
                 "MSG-X",
                 DeliveryStatus.FAILED,

@@ -15,7 +15,7 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/messagebird"
+URL = "https://gateway.example.com/webhooks/messagebird/inbound"
 STATUS_URL = "https://gateway.example.com/webhooks/messagebird/status"
 # Signing keys are 32 characters; pyjwt warns about shorter HMAC keys.
 SIGNING_KEY = "PlLrKaqvZNRR5zAjm42ZT6q1SQxgbbGd"

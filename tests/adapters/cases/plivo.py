@@ -14,7 +14,8 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/plivo"
+URL = "https://gateway.example.com/webhooks/plivo/inbound"
+STATUS_URL = "https://gateway.example.com/webhooks/plivo/status"
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TOKEN = "plivo-auth-token"
 FORM = "application/x-www-form-urlencoded"
@@ -116,9 +117,9 @@ class PlivoCase(ProviderCase):
             "ErrorCode": "200",
         }
         return [
-            StatusCase(signed_post(delivered), delivered["MessageUUID"], DeliveryStatus.DELIVERED),
+            StatusCase(signed_post(delivered, STATUS_URL), delivered["MessageUUID"], DeliveryStatus.DELIVERED),
             StatusCase(
-                signed_post(opted_out), opted_out["MessageUUID"], DeliveryStatus.FAILED, opted_out=True
+                signed_post(opted_out, STATUS_URL), opted_out["MessageUUID"], DeliveryStatus.FAILED, opted_out=True
             ),
         ]
 

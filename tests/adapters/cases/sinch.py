@@ -16,13 +16,17 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/sinch"
+URL = "https://gateway.example.com/webhooks/sinch/inbound"
+STATUS_URL = "https://gateway.example.com/webhooks/sinch/status"
 SERVICE_PLAN_ID = "jd63jf88477ll123ab4567cd89"
 SECRET = "sinch-webhook-secret"
 
 
 def signed(
-    event: dict[str, Any], timestamp: int | None = None, nonce: str = "01FJA8B4A7BM43YGWSG9GBV067"
+    event: dict[str, Any],
+    timestamp: int | None = None,
+    nonce: str = "01FJA8B4A7BM43YGWSG9GBV067",
+    url: str = URL,
 ) -> WebhookRequest:
     """``event`` as Sinch posts it, signed over ``body.nonce.timestamp`` (independently of the adapter)."""
     body = json.dumps(event).encode()
@@ -35,7 +39,7 @@ def signed(
         "x-sinch-webhook-signature-timestamp": stamp,
         "x-sinch-webhook-signature-algorithm": "HmacSHA256",
     }
-    return WebhookRequest.build("POST", URL, body, headers)
+    return WebhookRequest.build("POST", url, body, headers)
 
 
 def mo_text(text: str, sender: str, recipient: str, message_id: str) -> dict[str, Any]:
@@ -119,8 +123,8 @@ class SinchCase(ProviderCase):
         # Sinch documents no "recipient opted out" code, so no case here can expect opted_out.
         batch = "01FC66621XXXXX119Z8PMV1QPQ"
         return [
-            StatusCase(signed(recipient_report(batch, "Delivered", 0)), batch, DeliveryStatus.DELIVERED),
-            StatusCase(signed(recipient_report(batch, "Failed", 410)), batch, DeliveryStatus.FAILED),
+            StatusCase(signed(recipient_report(batch, "Delivered", 0), url=STATUS_URL), batch, DeliveryStatus.DELIVERED),
+            StatusCase(signed(recipient_report(batch, "Failed", 410), url=STATUS_URL), batch, DeliveryStatus.FAILED),
         ]
 
 

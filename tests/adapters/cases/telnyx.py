@@ -16,7 +16,8 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/telnyx"
+URL = "https://gateway.example.com/webhooks/telnyx/inbound"
+STATUS_URL = "https://gateway.example.com/webhooks/telnyx/status"
 # Deterministic test keys: ours stands in for Telnyx's, the other for a wrongly configured one.
 SIGNING_KEY = SigningKey(hashlib.sha256(b"telnyx test key").digest())
 OTHER_KEY = SigningKey(hashlib.sha256(b"some other key").digest())
@@ -24,7 +25,7 @@ PUBLIC_KEY = base64.b64encode(bytes(SIGNING_KEY.verify_key)).decode()
 
 
 def signed(
-    event: dict[str, Any], timestamp: int | None = None, key: SigningKey = SIGNING_KEY
+    event: dict[str, Any], timestamp: int | None = None, key: SigningKey = SIGNING_KEY, url: str = URL
 ) -> WebhookRequest:
     """``event`` as Telnyx posts it: compact JSON, signed over ``timestamp|body``."""
     body = json.dumps(event, separators=(",", ":")).encode()
@@ -35,7 +36,7 @@ def signed(
         "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
         "telnyx-timestamp": stamp,
     }
-    return WebhookRequest.build("POST", URL, body, headers)
+    return WebhookRequest.build("POST", url, body, headers)
 
 
 def received_event(text: str, sender: str, recipient: str, message_id: str) -> dict[str, Any]:
@@ -159,9 +160,9 @@ class TelnyxCase(ProviderCase):
 
     def status_cases(self) -> list[StatusCase]:
         return [
-            StatusCase(signed(finalized_event("MSG-D", "delivered")), "MSG-D", DeliveryStatus.DELIVERED),
+            StatusCase(signed(finalized_event("MSG-D", "delivered"), url=STATUS_URL), "MSG-D", DeliveryStatus.DELIVERED),
             StatusCase(
-                signed(finalized_event("MSG-X", "sending_failed", ("40300",))),
+                signed(finalized_event("MSG-X", "sending_failed", ("40300",)), url=STATUS_URL),
                 "MSG-X",
                 DeliveryStatus.FAILED,
                 opted_out=True,

@@ -15,7 +15,8 @@ from adapters.base import WebhookRequest
 from gateway.messages import DeliveryStatus
 from tests.adapters.contract import ProviderCase, StatusCase
 
-URL = "https://gateway.example.com/webhooks/vonage"
+URL = "https://gateway.example.com/webhooks/vonage/inbound"
+STATUS_URL = "https://gateway.example.com/webhooks/vonage/status"
 SECRET = "vonage-signature-secret"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -27,21 +28,21 @@ def sign(params: dict[str, str], secret: str = SECRET) -> dict[str, str]:
     return {**params, "sig": hmac.new(secret.encode(), joined.encode(), hashlib.sha256).hexdigest()}
 
 
-def form_request(params: dict[str, str]) -> WebhookRequest:
+def form_request(params: dict[str, str], url: str = URL) -> WebhookRequest:
     """A POST form webhook carrying ``params``."""
-    return WebhookRequest.build("POST", URL, urlencode(params).encode(), FORM)
+    return WebhookRequest.build("POST", url, urlencode(params).encode(), FORM)
 
 
-def json_request(params: dict[str, str]) -> WebhookRequest:
+def json_request(params: dict[str, str], url: str = URL) -> WebhookRequest:
     """A POST JSON webhook carrying ``params``."""
     return WebhookRequest.build(
-        "POST", URL, json.dumps(params).encode(), {"Content-Type": "application/json"}
+        "POST", url, json.dumps(params).encode(), {"Content-Type": "application/json"}
     )
 
 
-def get_request(params: dict[str, str]) -> WebhookRequest:
+def get_request(params: dict[str, str], url: str = URL) -> WebhookRequest:
     """A GET webhook carrying ``params`` in the query string."""
-    return WebhookRequest.build("GET", f"{URL}?{urlencode(params)}")
+    return WebhookRequest.build("GET", f"{url}?{urlencode(params)}")
 
 
 def inbound_params(text: str, sender: str, recipient: str, message_id: str) -> dict[str, str]:
@@ -129,10 +130,10 @@ class VonageCase(ProviderCase):
             "err-code": "9",
         }
         return [
-            StatusCase(form_request(sign(delivered)), "0A0000001234567B", DeliveryStatus.DELIVERED),
-            StatusCase(get_request(sign(delivered)), "0A0000001234567B", DeliveryStatus.DELIVERED),
+            StatusCase(form_request(sign(delivered), STATUS_URL), "0A0000001234567B", DeliveryStatus.DELIVERED),
+            StatusCase(get_request(sign(delivered), STATUS_URL), "0A0000001234567B", DeliveryStatus.DELIVERED),
             StatusCase(
-                json_request(sign(opted_out)),
+                json_request(sign(opted_out), STATUS_URL),
                 "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
                 DeliveryStatus.FAILED,
                 opted_out=True,
