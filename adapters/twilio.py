@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from twilio.request_validator import RequestValidator
 
-from adapters._common import json_object
+from adapters._common import json_object, number_setting
 from adapters.base import Adapter, WebhookRequest, WebhookResponse, is_transient_status, retry_after_seconds
-from gateway.errors import ConfigError, VerificationError
+from gateway.errors import VerificationError
 from gateway.messages import (
     DeliveryStatus,
     InboundMessage,
@@ -113,16 +113,12 @@ class TwilioAdapter(Adapter):
     def from_config(cls, settings: Mapping[str, Any], env: Mapping[str, str] | None = None) -> TwilioAdapter:
         """Build from ``providers.twilio``: ``account_sid_env``, ``auth_token_env``, ``base_url``,
         ``messaging_service_sid`` (used when a message has no sender), ``timeout`` (seconds per send)."""
-        try:
-            timeout = float(settings.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            raise ConfigError("providers.twilio.timeout must be a number") from None
         return cls(
             account_sid=cls.secret(settings, env, "account_sid", cls.env_defaults["account_sid"]),
             auth_token=cls.secret(settings, env, "auth_token", cls.env_defaults["auth_token"]),
             base_url=str(settings.get("base_url") or cls.default_base_url),
             messaging_service_sid=str(settings.get("messaging_service_sid") or "") or None,
-            timeout=timeout,
+            timeout=number_setting(settings, cls.name, "timeout", 10.0),
         )
 
     # ---- webhooks ---------------------------------------------------------------------------------

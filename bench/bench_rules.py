@@ -30,9 +30,15 @@ TEMPLATES = frozenset({"opt_out", "opt_in", "help"})
 OUR_NUMBER = "+14155550199"
 
 _CHATTER = (
-    "what time do you open tomorrow", "thanks so much see you soon", "is the sale still on this weekend",
-    "can I change my appointment to friday afternoon please", "the bus stop near the store moved",
-    "I never signed up for this", "ok", "who is this", "sounds good",
+    "what time do you open tomorrow",
+    "thanks so much see you soon",
+    "is the sale still on this weekend",
+    "can I change my appointment to friday afternoon please",
+    "the bus stop near the store moved",
+    "I never signed up for this",
+    "ok",
+    "who is this",
+    "sounds good",
     "my order number is 55213 and it has not arrived yet can you check",
 )
 
@@ -42,7 +48,11 @@ def keyword_rules(count: int) -> list[dict[str, Any]]:
     return [
         {
             "name": f"keyword-{i}",
-            "match": {"exact": [f"CODE{i}", f"OFFER {i}"], "starts_with": [f"JOIN{i}"], "contains": [f"promo{i}"]},
+            "match": {
+                "exact": [f"CODE{i}", f"OFFER {i}"],
+                "starts_with": [f"JOIN{i}"],
+                "contains": [f"promo{i}"],
+            },
             "actions": [{"reply": {"text": f"Thanks for texting about offer {i}."}}],
         }
         for i in range(count)
@@ -75,32 +85,38 @@ def corpus(size: int, seed: int = 6) -> list[InboundMessage]:
         else:
             texts.append(rng.choice(_CHATTER))
     return [
-        InboundMessage(provider="bench", provider_message_id=str(i), sender="+14155550100",
-                       recipient=OUR_NUMBER, text=text)
+        InboundMessage(
+            provider="bench",
+            provider_message_id=str(i),
+            sender="+14155550100",
+            recipient=OUR_NUMBER,
+            text=text,
+        )
         for i, text in enumerate(texts)
     ]
 
 
-def seconds_per_message(rules: RuleSet, messages: Sequence[InboundMessage], repeat: int, rounds: int) -> float:
-    """Best-of-``rounds`` mean time of one `evaluate` call over the corpus."""
-    best = float("inf")
-    for _ in range(rounds):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(repeat):
-            for message in messages:
-                evaluate(rules, message)
-        best = min(best, (time.perf_counter() - start) / (repeat * len(messages)))
-    return best
+def seconds_per_batch(rules: RuleSet, messages: Sequence[InboundMessage]) -> float:
+    """Mean time of one `evaluate` call over one pass of the corpus."""
+    start = time.perf_counter()
+    for message in messages:
+        evaluate(rules, message)
+    return (time.perf_counter() - start) / len(messages)
 
 
 def run(quick: bool = False) -> list[Row]:
-    """One row per rule set, and the 10,000 / 10 ratio."""
+    """One row per rule set, with its time per message relative to the 10-rule set."""
     messages = corpus(2_000)
-    repeat, rounds = (2, 3) if quick else (10, 7)
+    rounds = 10 if quick else 40
     sets: list[tuple[str, int, RuleSet]] = [("default rules", 0, ruleset(0))]
     sets += [(f"default + {n:,} keyword rules", n, ruleset(n)) for n in SIZES]
-    timings = {extra: seconds_per_message(rules, messages, repeat, rounds) for _, extra, rules in sets}
+    # Short passes, interleaved across the rule sets, and the fastest pass of each set kept: a burst of
+    # other work on the machine slows a few passes of every set, rarely the fastest one of any.
+    timings = {extra: float("inf") for _, extra, _ in sets}
+    for _ in range(rounds):
+        gc.collect()
+        for _, extra, rules in sets:
+            timings[extra] = min(timings[extra], seconds_per_batch(rules, messages))
     base = timings[min(SIZES)]
     rows: list[Row] = []
     for label, extra, rules in sets:
@@ -109,7 +125,7 @@ def run(quick: bool = False) -> list[Row]:
             "rules": len(rules),
             "messages/s": 1 / timings[extra],
             "µs/message": timings[extra] * 1e6,
-            f"× time with {min(SIZES)}": timings[extra] / base,
+            f"time vs {min(SIZES)} rules": timings[extra] / base,
         }
         if extra == max(SIZES):
             row[f"target ≤ {RATIO_TARGET}"] = timings[extra] / base <= RATIO_TARGET
@@ -119,7 +135,8 @@ def run(quick: bool = False) -> list[Row]:
 
 METHOD = (
     "In-process, warm: each rule set evaluates the same 2,000-message corpus (opt-out/help keywords, "
-    "generated keywords, ordinary sentences) repeatedly; the best of several rounds is reported. "
+    "generated keywords, ordinary sentences) in 40 passes interleaved across the sets; the fastest pass "
+    "of each set is reported (a burst of other work slows some passes, not the minimum). "
     "Generated rules each have two `exact`, one `starts_with` and one `contains` keyword and a reply. "
     f"Target: the {max(SIZES):,}-rule time per message at most {RATIO_TARGET}x the {min(SIZES)}-rule time."
 )

@@ -40,8 +40,16 @@ OUR_NUMBER = "+14155550199"
 PATH = "/webhooks/twilio/inbound"
 #: One cycle of inbound texts: mostly opt-outs (a campaign's replies), some opt-ins, HELP and chatter.
 TEXTS = (
-    "STOP", "What time do you open tomorrow?", "stop", "START", "HELP",
-    "Unsubscribe", "thanks!", "Stop.", "yes", "the bus stop moved",
+    "STOP",
+    "What time do you open tomorrow?",
+    "stop",
+    "START",
+    "HELP",
+    "Unsubscribe",
+    "thanks!",
+    "Stop.",
+    "yes",
+    "the bus stop moved",
 )
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 25.0
@@ -62,10 +70,24 @@ def person(i: int) -> str:
 def twilio_form(i: int, sid: str, senders: int) -> dict[str, str]:
     """The form Twilio posts for an inbound SMS (the same fields, in the same order)."""
     return {
-        "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "",
-        "FromZip": "", "SmsSid": sid, "FromState": "CA", "SmsStatus": "received", "FromCity": "",
-        "Body": TEXTS[i % len(TEXTS)], "FromCountry": "US", "To": OUR_NUMBER, "ToZip": "",
-        "NumSegments": "1", "MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": person(i % senders),
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": TEXTS[i % len(TEXTS)],
+        "FromCountry": "US",
+        "To": OUR_NUMBER,
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": person(i % senders),
         "ApiVersion": "2010-04-01",
     }
 
@@ -123,11 +145,16 @@ def _servers(tmp: Path, db_url: str, workers: int) -> tuple[dict[str, Any], list
         "PYTHONPATH": str(ROOT),
     }
     env.pop("DATABASE_URL", None)
-    subprocess.run([python(), "-m", "gateway", "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [python(), "-m", "gateway", "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT
+    )
     log = (tmp / f"gateway-{gw_port}.log").open("wb")
     gateway = subprocess.Popen(
         [python(), "-m", "gateway", "serve", "--port", str(gw_port), "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=ROOT,
     )
     # The same gunicorn flags as `optout serve`, with only the application swapped.
     bare_args = [*_gunicorn_args("127.0.0.1", bare_port, workers)[:-1], "bench.bare_app:app"]
@@ -176,7 +203,15 @@ def _effects(db_url: str) -> dict[str, int]:
 
 
 def measure(
-    kind: str, db_url: str, tmp: Path, *, connections: int, workers: int, seconds: float, rounds: int, tool: str
+    kind: str,
+    db_url: str,
+    tmp: Path,
+    *,
+    connections: int,
+    workers: int,
+    seconds: float,
+    rounds: int,
+    tool: str,
 ) -> Row:
     """Bare vs gateway on one database; one summary row."""
     bases, procs = _servers(tmp, db_url, workers)
@@ -184,7 +219,9 @@ def measure(
     try:
         urls = {name: base + PATH for name, base in bases.items()}
         # Warm both servers up (imports, connection pools, caches) and estimate the gateway's rate.
-        warm = {n: write_requests(tmp / f"warm-{n}.txt", u, f"W{n[0]}", 3000, senders) for n, u in urls.items()}
+        warm = {
+            n: write_requests(tmp / f"warm-{n}.txt", u, f"W{n[0]}", 3000, senders) for n, u in urls.items()
+        }
         run_load(urls["bare"], warm["bare"], connections, 2, tool)
         estimate = run_load(urls["gateway"], warm["gateway"], connections, 2, tool)
         # Enough distinct messages that no round repeats one (a repeat would be a cheap duplicate).
@@ -193,7 +230,9 @@ def measure(
         short: list[str] = []
         for r in range(rounds):
             for name in ("bare", "gateway"):
-                reqs = write_requests(tmp / f"{name}-{r}.txt", urls[name], f"R{r}{name[0]}", per_round, senders)
+                reqs = write_requests(
+                    tmp / f"{name}-{r}.txt", urls[name], f"R{r}{name[0]}", per_round, senders
+                )
                 before = _inbound_rows(db_url) if name == "gateway" else 0
                 result = run_load(urls[name], reqs, connections, seconds, tool)
                 results[name].append(result)
@@ -248,15 +287,25 @@ def run(
         for kind, database in database_urls(tmp, databases):
             with database as url:
                 rows.append(
-                    measure(kind, url, tmp, connections=connections, workers=workers, seconds=seconds,
-                            rounds=rounds, tool=tool)
+                    measure(
+                        kind,
+                        url,
+                        tmp,
+                        connections=connections,
+                        workers=workers,
+                        seconds=seconds,
+                        rounds=rounds,
+                        tool=tool,
+                    )
                 )
     return rows
 
 
 def method(connections: int, workers: int, seconds: float, rounds: int, tool: str) -> str:
     """How the numbers in the table were produced."""
-    loader = "wrk (1 thread)" if tool == "wrk" or (tool == "auto" and have_wrk()) else "a threaded Python client"
+    loader = (
+        "wrk (1 thread)" if tool == "wrk" or (tool == "auto" and have_wrk()) else "a threaded Python client"
+    )
     return (
         f"gunicorn, {workers} sync workers for both servers; load from {loader} with {connections} "
         f"connections for {seconds:g} s per run, {rounds} alternating round(s), medians reported. Requests "
@@ -265,6 +314,11 @@ def method(connections: int, workers: int, seconds: float, rounds: int, tool: st
         f"*all stored* = every answered request's message is in the database (no duplicate short-cut). "
         f"Targets: ratio ≥ {RATIO_TARGET}, gateway p99 < {P99_TARGET_MS:.0f} ms."
     )
+
+
+def describe(quick: bool = False) -> str:
+    """`method` for the settings `run` uses by default."""
+    return method(16, 2, 3.0 if quick else 10.0, 1 if quick else 3, "auto")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -281,10 +335,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     rounds = args.rounds or (1 if args.quick else 3)
-    rows = run(args.quick, args.db or ("sqlite", "postgresql"), args.connections, args.workers, seconds, rounds,
-               args.tool)
-    publish(Section(TITLE, rows, method(args.connections, args.workers, seconds, rounds, args.tool)),
-            write=not args.no_write)
+    rows = run(
+        args.quick,
+        args.db or ("sqlite", "postgresql"),
+        args.connections,
+        args.workers,
+        seconds,
+        rounds,
+        args.tool,
+    )
+    publish(
+        Section(TITLE, rows, method(args.connections, args.workers, seconds, rounds, args.tool)),
+        write=not args.no_write,
+    )
 
 
 if __name__ == "__main__":

@@ -109,7 +109,9 @@ def postgres_database(prefix: str = "optout_bench") -> Iterator[str]:
         admin.dispose()
 
 
-def database_urls(tmp: Path, databases: Sequence[str]) -> Iterator[tuple[str, contextlib.AbstractContextManager[str]]]:
+def database_urls(
+    tmp: Path, databases: Sequence[str]
+) -> Iterator[tuple[str, contextlib.AbstractContextManager[str]]]:
     """(name, context manager yielding a URL) for each requested database kind that is available."""
     for kind in databases:
         if kind == "sqlite":
@@ -167,6 +169,8 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "postgresql": _postgres_version(),
+        # Other work on the machine while measuring: the reason baselines are measured in the same run.
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
 
 
@@ -174,8 +178,9 @@ def machine_line(info: dict[str, str] | None = None) -> str:
     """The machine in one line, for the head of a section."""
     m = info or machine()
     return (
-        f"{m['cpus']} × {m['cpu']}, {m['memory']} RAM, {m['os']}, Python {m['python']}, "
-        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}"
+        f"{m['cpus']} x {m['cpu']}, {m['memory']} RAM, {m['os']}, Python {m['python']}, "
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; load average (1/5/15 min) when written: "
+        f"{m['load']}"
     )
 
 

@@ -47,7 +47,9 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_load(url: str, requests_file: Path, connections: int, seconds: float, tool: str = "auto") -> LoadResult:
+def run_load(
+    url: str, requests_file: Path, connections: int, seconds: float, tool: str = "auto"
+) -> LoadResult:
     """Keep ``connections`` requests in flight against ``url`` for ``seconds``."""
     if tool == "wrk" or (tool == "auto" and have_wrk()):
         return _wrk(url, requests_file, connections, seconds)
@@ -57,13 +59,24 @@ def run_load(url: str, requests_file: Path, connections: int, seconds: float, to
 def _wrk(url: str, requests_file: Path, connections: int, seconds: float) -> LoadResult:
     # One wrk thread drives every connection: it needs a fraction of a core, leaving the rest to the server.
     cmd = [
-        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(LUA), url, "--", str(requests_file),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(requests_file),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     data = json.loads(line.removeprefix("RESULT "))
-    errors = sum(data[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts"))
+    errors = sum(
+        data[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
     return LoadResult(
         "wrk",
         int(data["requests"]),
@@ -125,5 +138,11 @@ def _python(url: str, requests_file: Path, connections: int, seconds: float) -> 
     elapsed = time.perf_counter() - start
     flat = [x * 1000 for slot in latencies for x in slot]
     return LoadResult(
-        "python", len(flat), elapsed, sum(errors), percentile(flat, 50), percentile(flat, 99), max(flat, default=0)
+        "python",
+        len(flat),
+        elapsed,
+        sum(errors),
+        percentile(flat, 50),
+        percentile(flat, 99),
+        max(flat, default=0),
     )

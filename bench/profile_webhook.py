@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for _kind, database in database_urls(tmp, [args.db]):
             with database as url:
                 app = build_app(tmp, url)
-                warm = read_requests(write_requests(tmp / "w.txt", "http://bench.invalid" + PATH, "W", 300, 20_000))
+                warm = read_requests(
+                    write_requests(tmp / "w.txt", "http://bench.invalid" + PATH, "W", 300, 20_000)
+                )
                 reqs = read_requests(
                     write_requests(tmp / "r.txt", "http://bench.invalid" + PATH, "P", args.requests, 20_000)
                 )
@@ -91,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
                 app.extensions["optout"].db.dispose()
                 each, cpu_each = elapsed / args.requests * 1000, cpu / args.requests * 1000
-                print(f"{args.requests} requests in {elapsed:.2f} s: {each:.2f} ms each ({cpu_each:.2f} ms CPU)")
+                print(
+                    f"{args.requests} requests in {elapsed:.2f} s: {each:.2f} ms each ({cpu_each:.2f} ms CPU)"
+                )
                 if args.no_profile:
                     continue
                 print(profiler.output_text(unicode=True, color=False, show_all=False))

@@ -610,6 +610,7 @@ def import_contacts(list_ref: str) -> Response:
         include_opted_out=flag_arg("include_opted_out"),
         on_reject=rejects.append,
     )
+    rejects.sort(key=lambda r: r.row)
     return jsonify({**report.as_dict(), "rejects": [RejectOut(**vars_of(r)).model_dump() for r in rejects]})
 
 

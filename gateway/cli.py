@@ -117,6 +117,12 @@ def run(ctx: click.Context, host: str, port: int, workers: int) -> None:
     gw.db.dispose()
     click.echo(f"optout-gateway on http://{host}:{port}  (database: {gw.db.dialect}; Ctrl-C to stop)")
     base = [sys.executable, "-m", "gateway"]
+
+    def terminate(signum: int, _frame: object) -> None:
+        # A supervisor's SIGTERM stops both children, exactly like Ctrl-C does.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     procs = [
         subprocess.Popen([*base, "worker"]),  # noqa: S603
         subprocess.Popen(_gunicorn_args(host, port, workers)),  # noqa: S603
@@ -134,7 +140,10 @@ def run(ctx: click.Context, host: str, port: int, workers: int) -> None:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in procs:
-            p.wait(timeout=15)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 @main.command()

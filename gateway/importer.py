@@ -9,6 +9,7 @@ optional. Rows naming a contact that exists (or appeared earlier in the file) up
 replace, custom fields merge. People on the Opt-Out List for the list's channel and scope are skipped unless
 ``include_opted_out``. Every row that is not imported is reported with its row number, column, value and
 reason; no row is dropped silently. Row numbers count the header as row 1, as a spreadsheet shows them.
+Rejects are reported as they are found (parsing runs one batch ahead of writing): sort by row for order.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.addresses import normalize_email, normalize_phone
-from gateway.contacts import CONTACTS, MEMBERS, editable_list, in_values, opted_out_addresses
+from gateway.contacts import CONTACTS, editable_list, in_values, opted_out_addresses
 from gateway.errors import InvalidAddressError, PayloadError
-from gateway.lists import insert_select_ignore
-from gateway.models import BigId, ContactList, UTCDateTime, utcnow
+from gateway.models import ContactList, utcnow
 from gateway.runtime import Gateway
 
 BATCH_SIZE = 5000
@@ -181,13 +183,17 @@ class _Importer:
             (i, t.removeprefix("fields.")) for i, t in enumerate(plan) if t.startswith("fields.")
         ]
         self.report = ImportReport(list_id=target.id)
+        self.lock = threading.Lock()
+        self.sqlite = gw.db.dialect == "sqlite"
 
     # -- parsing -------------------------------------------------------------------------------------
 
     def reject(self, row: int, column: str, value: str, reason: str) -> None:
-        self.report.rejected += 1
-        if self.on_reject is not None:
-            self.on_reject(Reject(row, column, value, reason))
+        # Both the parsing thread and the writer thread reject rows.
+        with self.lock:
+            self.report.rejected += 1
+            if self.on_reject is not None:
+                self.on_reject(Reject(row, column, value, reason))
 
     def _address(self, kind: str, raw: str) -> str:
         return normalize_phone(raw, self.region) if kind == "phone" else normalize_email(raw)
@@ -240,10 +246,10 @@ class _Importer:
             return
         with self.gw.db.transaction() as session:
             rows = self._without_opted_out(session, list(batch.values()))
-            primaries = self._upsert(session, rows)
-            added = self._join_list(session, primaries)
+            contact_ids = self._upsert(session, rows)
+            added = self._join_list(session, contact_ids)
         self.report.added_to_list += added
-        self.report.already_in_list += len(primaries) - added
+        self.report.already_in_list += len(contact_ids) - added
 
     def _without_opted_out(self, session: Session, rows: list[_Row]) -> list[_Row]:
         if self.include_opted_out:
@@ -263,111 +269,99 @@ class _Importer:
         stmt = select(CONTACTS).where(in_values(session, CONTACTS.c[column], values))
         return {row[column]: dict(row) for row in session.execute(stmt).mappings()}
 
-    def _upsert(self, session: Session, rows: list[_Row]) -> list[str]:
-        """Create or update the contacts of ``rows``; the primary addresses that now have a contact."""
+    def _upsert(self, session: Session, rows: list[_Row]) -> list[int]:
+        """Create or update the contacts of ``rows``; the ids of the contacts they now name.
+
+        New addresses are inserted first (``ON CONFLICT DO NOTHING RETURNING``), so a fresh import needs no
+        lookups; only the rows that did not insert are looked up and become updates, merges or rejects.
+        """
         prim, sec = self.primary_col, self.secondary_col
-        by_primary = self._existing(session, prim, [r.primary for r in rows])
-        by_secondary = self._existing(session, sec, [r.secondary for r in rows if r.secondary])
-        claimed: dict[str, str] = {}  # secondary address -> primary of the row in this batch that set it
-        inserts: list[_Row] = []
-        updates: list[tuple[dict[str, Any], _Row]] = []
+        claimed: dict[str, str] = {}  # secondary address -> primary of the first row in this batch with it
+        candidates = []
         for r in rows:
+            if r.secondary and claimed.setdefault(r.secondary, r.primary) != r.primary:
+                reason = f"{sec} repeated in this file for another {prim}"
+                self.reject(r.row, self._column(sec), r.secondary, reason)
+            else:
+                candidates.append(r)
+        created = self._create(session, candidates)
+        self.report.created += len(created)
+        leftovers = [r for r in candidates if r.primary not in created]
+        ids = list(created.values())
+        if not leftovers:
+            return ids
+        by_primary = self._existing(session, prim, [r.primary for r in leftovers])
+        by_secondary = self._existing(session, sec, [r.secondary for r in leftovers if r.secondary])
+        updates: list[tuple[dict[str, Any], _Row]] = []
+        for r in leftovers:
             existing = by_primary.get(r.primary)
-            if r.secondary:
-                owner = by_secondary.get(r.secondary)
-                if claimed.get(r.secondary, r.primary) != r.primary:
+            owner = by_secondary.get(r.secondary) if r.secondary else None
+            if owner is not None and (existing is None or owner["id"] != existing["id"]):
+                if existing is None and owner[prim] is None:
+                    existing = owner  # the same person, known so far only by the other address
+                else:
                     self.reject(
                         r.row,
                         self._column(sec),
-                        r.secondary,
-                        f"{sec} repeated in this file for another {prim}",
+                        r.secondary or "",
+                        f"{sec} already belongs to contact {owner['id']}",
                     )
                     continue
-                if owner is not None and (existing is None or owner["id"] != existing["id"]):
-                    if existing is None and owner[prim] is None:
-                        existing = owner  # the same person, known so far only by the other address
-                    else:
-                        self.reject(
-                            r.row,
-                            self._column(sec),
-                            r.secondary,
-                            f"{sec} already belongs to contact {owner['id']}",
-                        )
-                        continue
-                claimed[r.secondary] = r.primary
-            if existing is None:
-                inserts.append(r)
-            else:
-                updates.append((existing, r))
-        done = self._create(session, inserts, updates)
+            if existing is None:  # its other address was taken by a concurrent writer after our insert
+                self.reject(
+                    r.row, self._column(sec), r.secondary or "", f"{sec} already belongs to another contact"
+                )
+                continue
+            updates.append((existing, r))
         self._update(session, updates)
-        return done + [r.primary for _, r in updates]
+        return ids + [existing["id"] for existing, _ in updates]
 
     def _column(self, kind: str) -> str:
         at = self.at_primary if kind == self.primary_col else self.at_secondary
         return self.header[at] if at is not None else kind
 
-    def _create(
-        self, session: Session, inserts: list[_Row], updates: list[tuple[dict[str, Any], _Row]]
-    ) -> list[str]:
-        """Insert new contacts in one driver-level statement per batch (the hot path of a large import)."""
-        if not inserts:
-            return []
+    def _execute(self, session: Session, sql: str, params: Any) -> Any:
+        """Run ``sql`` on the session's driver connection (the hot statements of a large import skip the
+        ORM's per-parameter processing: each batch is one JSON parameter). Returns the cursor's rows."""
+        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else cursor.rowcount
+        finally:
+            cursor.close()
+
+    def _create(self, session: Session, rows: list[_Row]) -> dict[str, int]:
+        """Insert the rows whose addresses are new, in one statement; primary address -> new contact id."""
+        if not rows:
+            return {}
         prim, sec = self.primary_col, self.secondary_col
         columns = f"{prim}, {sec}, first_name, last_name, fields, created_at, updated_at"
-        now = utcnow()
-        if session.get_bind().dialect.name == "sqlite":
-            # The driver gets values as the column types store them: SQLite keeps UTC timestamps as text.
-            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-            sql = f"INSERT INTO contacts ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"  # noqa: S608
-            params: Any = [
-                (r.primary, r.secondary, r.first_name, r.last_name, json.dumps(r.fields), stamp, stamp)
-                for r in inserts
+        records = json.dumps(
+            [
+                {"p": r.primary, "s": r.secondary, "f": r.first_name, "l": r.last_name, "j": r.fields}
+                for r in rows
             ]
-            run = "executemany"
+        )
+        now = utcnow()
+        # Only fixed column names are formatted into the SQL; every value is a bound parameter.
+        if self.sqlite:
+            # SQLite keeps UTC timestamps as text in SQLAlchemy's format; give the driver exactly that.
+            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            sql = (
+                f"INSERT INTO contacts ({columns}) SELECT json_extract(value, '$.p'), "  # noqa: S608
+                "json_extract(value, '$.s'), json_extract(value, '$.f'), json_extract(value, '$.l'), "
+                "json_extract(value, '$.j'), ?, ? "
+                f"FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING {prim}, id"
+            )
+            params: Any = (stamp, stamp, records)
         else:
-            # PostgreSQL: the whole batch as one JSON document, unpacked by the server in one statement.
             sql = (
                 f"INSERT INTO contacts ({columns}) SELECT p, s, f, l, j, %s, %s "  # noqa: S608
                 "FROM json_to_recordset(%s::json) AS u(p text, s text, f text, l text, j json) "
-                "ON CONFLICT DO NOTHING"
+                f"ON CONFLICT DO NOTHING RETURNING {prim}, id"
             )
-            batch = [
-                {"p": r.primary, "s": r.secondary, "f": r.first_name, "l": r.last_name, "j": r.fields}
-                for r in inserts
-            ]
-            params = (now, now, json.dumps(batch))
-            run = "execute"
-        # Only fixed column names are formatted into the SQL; every value is a bound parameter.
-        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            getattr(cursor, run)(sql, params)
-            created = int(cursor.rowcount)
-        finally:
-            cursor.close()
-        self.report.created += created
-        if created == len(inserts):
-            return [r.primary for r in inserts]
-        # Another writer took some of these addresses after we looked (PostgreSQL only). Rows whose address
-        # now has a contact get our values applied; a row whose other address clashed is rejected.
-        present = self._existing(session, prim, [r.primary for r in inserts])
-        done = []
-        for r in inserts:
-            found = present.get(r.primary)
-            if found is None:
-                self.reject(
-                    r.row, self._column(sec), r.secondary or "", f"{sec} already belongs to another contact"
-                )
-            elif (found[sec], found["first_name"], found["last_name"], found["fields"] or {}) == (
-                r.secondary,
-                r.first_name,
-                r.last_name,
-                r.fields,
-            ):
-                done.append(r.primary)  # ours (or identical to ours)
-            else:
-                updates.append((found, r))  # the other writer's: merge ours in, counted as an update
-        return done
+            params = (now, now, records)
+        return dict(self._execute(session, sql, params))
 
     def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> None:
         changed: list[dict[str, Any]] = []
@@ -407,15 +401,25 @@ class _Importer:
             session.execute(stmt, changed)
         self.report.updated += len(updates)
 
-    def _join_list(self, session: Session, primaries: list[str]) -> int:
-        """Add the batch's contacts to the list in one INSERT ... SELECT; how many were new members."""
-        if not primaries:
+    def _join_list(self, session: Session, contact_ids: list[int]) -> int:
+        """Add the batch's contacts to the list in one statement; how many were new members."""
+        if not contact_ids:
             return 0
-        chosen = select(
-            literal(self.report.list_id, BigId), CONTACTS.c.id, literal(utcnow(), UTCDateTime())
-        ).where(in_values(session, CONTACTS.c[self.primary_col], primaries))
-        columns = ["list_id", "contact_id", "added_at"]
-        return insert_select_ignore(session, MEMBERS, columns, chosen, ("list_id", "contact_id"))
+        ids = json.dumps(contact_ids)
+        if self.sqlite:
+            stamp = utcnow().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            sql = (
+                "INSERT INTO list_members (list_id, contact_id, added_at) SELECT ?, value, ? "
+                "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+            )
+            params: Any = (self.report.list_id, stamp, ids)
+        else:
+            sql = (
+                "INSERT INTO list_members (list_id, contact_id, added_at) SELECT %s, value::bigint, %s "
+                "FROM json_array_elements_text(%s::json) ON CONFLICT DO NOTHING"
+            )
+            params = (self.report.list_id, utcnow(), ids)
+        return int(self._execute(session, sql, params))
 
 
 def open_text(stream: IO[bytes], on_progress: Callable[[int], None] | None = None) -> IO[str]:
@@ -463,23 +467,32 @@ def import_csv(
     plan = column_plan(header, mapping or {}, target.channel)
     importer = _Importer(gw, target, header, plan, include_opted_out, on_reject)
     batch: dict[str, _Row] = {}
-    for number, values in records:
-        importer.report.rows += 1
-        parsed = importer.parse(number, values)
-        if parsed is None:
-            continue
-        seen = batch.get(parsed.primary)
-        if seen is not None:
-            # The same person twice in a batch: one contact, later non-empty values win.
-            importer.report.duplicates_merged += 1
-            seen.secondary = parsed.secondary or seen.secondary
-            seen.first_name = parsed.first_name or seen.first_name
-            seen.last_name = parsed.last_name or seen.last_name
-            seen.fields.update(parsed.fields)
-            continue
-        batch[parsed.primary] = parsed
-        if len(batch) >= batch_size:
-            importer.flush(batch)
-            batch = {}
+    # One writer thread stores batch N while this thread parses batch N + 1: normalising numbers is CPU
+    # work, storing is mostly waiting for the database, and both drivers release the GIL while they wait.
+    # Batches are still written one after another, in file order, and at most two are in memory.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
+        pending: Future[None] | None = None
+        for number, values in records:
+            importer.report.rows += 1
+            parsed = importer.parse(number, values)
+            if parsed is None:
+                continue
+            seen = batch.get(parsed.primary)
+            if seen is not None:
+                # The same person twice in a batch: one contact, later non-empty values win.
+                importer.report.duplicates_merged += 1
+                seen.secondary = parsed.secondary or seen.secondary
+                seen.first_name = parsed.first_name or seen.first_name
+                seen.last_name = parsed.last_name or seen.last_name
+                seen.fields.update(parsed.fields)
+                continue
+            batch[parsed.primary] = parsed
+            if len(batch) >= batch_size:
+                if pending is not None:
+                    pending.result()  # re-raises a failed batch here
+                pending = writer.submit(importer.flush, batch)
+                batch = {}
+        if pending is not None:
+            pending.result()
     importer.flush(batch)
     return importer.report

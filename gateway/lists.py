@@ -31,7 +31,8 @@ from gateway.runtime import Gateway
 from gateway.storage import insert_ignore
 from rules import actions as A
 
-# What a campaign message carries as ClickSend's custom_string (its outbox idempotency key); replies echo it.
+# A campaign message's outbox key (``campaign:{id}:{contact}``), as ClickSend echoes it back in a reply's
+# custom_string when the message was sent with it.
 _CAMPAIGN_TAG = re.compile(r"^campaign:(\d+)(?::|$)")
 
 

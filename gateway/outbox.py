@@ -4,8 +4,10 @@ Claims are leases. A worker marks rows ``sending`` with ``lease_until`` and its 
 out (its worker died) is claimable again. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so
 several workers never take one row; on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, which
 serialises claimers. Outcomes are written only while the row is still ours (``claimed_by`` matches), so
-a worker that lost its lease cannot overwrite the new owner's result. Our idempotency key travels to
-providers that support it, so a send repeated after a crash is not delivered twice.
+a worker that lost its lease cannot overwrite the new owner's result, and a batch that has used half its
+lease renews it before the next send, skipping rows another worker has taken over meanwhile. Our
+idempotency key travels to providers that support it, so a send repeated after a crash is not delivered
+twice.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,9 +241,35 @@ def record_result(gw: Gateway, item: Claimed, owner: str, result: SendResult, at
     return "failed"
 
 
+def renew(gw: Gateway, owner: str, ids: list[int]) -> set[int]:
+    """Extend the lease of those of ``ids`` still claimed by ``owner``; the ids that are."""
+    lease_until = utcnow() + timedelta(seconds=gw.settings.outbox.lease_seconds)
+    with gw.db.transaction() as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id).in_(ids),
+                col(OutboxMessage.claimed_by) == owner,
+                col(OutboxMessage.status) == "sending",
+            )
+            .values(lease_until=lease_until)
+            .returning(col(OutboxMessage.id))
+        )
+        return {row_id for row_id in result.scalars() if row_id is not None}
+
+
 def drain(gw: Gateway, owner: str, limit: int | None = None) -> int:
     """Claim and dispatch one batch; the number of rows handled (0 when nothing was due)."""
     items = claim(gw, owner, limit or gw.settings.outbox.batch_size)
-    for item in items:
-        dispatch(gw, item, owner)
+    lease = gw.settings.outbox.lease_seconds
+    renewed = time.monotonic()
+    mine = {item.id for item in items}
+    for index, item in enumerate(items):
+        if time.monotonic() - renewed > lease / 2:
+            # A slow batch (a provider timing out) must not outlive its lease: another worker would
+            # claim the rest and both would send it. Renew what is still ours, skip what was taken over.
+            mine = renew(gw, owner, [i.id for i in items[index:]])
+            renewed = time.monotonic()
+        if item.id in mine:
+            dispatch(gw, item, owner)
     return len(items)

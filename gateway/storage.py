@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
+from sqlmodel import select
 
 from gateway.models import ALL_SCOPES, ConsentEvent, InboundRecord, OptOut, OutboxMessage, table, utcnow
 
@@ -40,16 +40,16 @@ _ACTIVE_SCOPES = select(_C.scope).where(
     _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out
 )
 _INSERT_EVENT = insert(_CONSENT_EVENTS).returning(_CONSENT_EVENTS.c.id)
+# The guard's question, asked for every outbound message: which opt-out blocks this address in this
+# scope? Columns only (no ORM object to build), and the covering scopes as three fixed parameters (an
+# expanding IN list is re-rendered on every execution).
 _ACTIVE = (
-    select(OptOut)
-    .where(col(OptOut.channel) == bindparam("channel"), col(OptOut.address) == bindparam("address"),
-           col(OptOut.opted_out))
-    .order_by(col(OptOut.since))
+    select(_C.scope, _C.since, _C.source)
+    .where(_C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out)
+    .order_by(_C.since)
     .limit(1)
-    # Consent rows are updated with Core statements; never hand back a stale copy from the session.
-    .execution_options(populate_existing=True)
 )
-_ACTIVE_IN_SCOPES = _ACTIVE.where(col(OptOut.scope).in_(bindparam("scopes", expanding=True)))
+_ACTIVE_IN_SCOPES = _ACTIVE.where(_C.scope.in_([bindparam("scope"), bindparam("all"), bindparam("parent")]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -203,12 +203,27 @@ def covering_scopes(scope: str) -> list[str]:
     return [scope, ALL_SCOPES, *([parent] if sep else [])]
 
 
-def active_opt_out(session: Session, channel: str, address: str, scope: str | None = None) -> OptOut | None:
+@dataclass(frozen=True, slots=True)
+class ActiveOptOut:
+    """The opt-out that blocks an address: in which scope, since when, and what recorded it."""
+
+    scope: str
+    since: datetime
+    source: str
+
+
+def active_opt_out(
+    session: Session, channel: str, address: str, scope: str | None = None
+) -> ActiveOptOut | None:
     """The opt-out that blocks ``address`` on ``channel`` in ``scope`` (any scope when None), or None."""
     if scope is None:
-        return session.execute(_ACTIVE, {"channel": channel, "address": address}).scalar_one_or_none()
-    params = {"channel": channel, "address": address, "scopes": covering_scopes(scope)}
-    return session.execute(_ACTIVE_IN_SCOPES, params).scalar_one_or_none()
+        row = session.execute(_ACTIVE, {"channel": channel, "address": address}).first()
+    else:
+        covering = covering_scopes(scope)
+        parent = covering[2] if len(covering) > 2 else scope
+        params = {"channel": channel, "address": address, "scope": scope, "all": ALL_SCOPES, "parent": parent}
+        row = session.execute(_ACTIVE_IN_SCOPES, params).first()
+    return ActiveOptOut(row.scope, row.since, row.source) if row is not None else None
 
 
 def enqueue(session: Session, values: Mapping[str, Any]) -> int | None:

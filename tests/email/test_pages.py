@@ -188,3 +188,12 @@ def test_link_of_one_person_cannot_touch_another(client: Any, gw: Any) -> None:
     client.post(link(gw, address="someone.else@example.org"), data=ONE_CLICK,
                 content_type="application/x-www-form-urlencoded")
     assert not is_out(gw)
+
+
+def test_endpoints_are_in_the_openapi_document(client: Any) -> None:
+    doc = client.get("/openapi.json").get_json()
+    assert {"/u/{token}", "/u/{token}/preferences"} <= set(doc["paths"])
+    one_click = doc["paths"]["/u/{token}"]["post"]
+    assert "security" not in one_click, "one-click carries no credentials but the token"
+    assert "application/x-www-form-urlencoded" in one_click["requestBody"]["content"]
+    assert "topic" in doc["components"]["schemas"]["MessageIn"]["properties"]

@@ -68,6 +68,13 @@ def test_invalid_addresses_are_reported_not_checked(client: Any, gw: Any) -> Non
     assert data == {"opted_out": [person(1)], "checked": 1, "invalid": ["not a number", "12", ""]}
 
 
+def test_nul_characters_are_400_not_server_errors(client: Any) -> None:
+    # No database column can hold a NUL; PostgreSQL would fail the query, so the request is refused first.
+    bad = check(client, channel="email", addresses=["ok@example.com", "a\x00b@example.com"])
+    assert bad.status_code == 400 and bad.get_json()["field"] == "addresses.1"
+    assert check(client, scope="ac\x00me", addresses=[person(1)]).get_json()["field"] == "scope"
+
+
 def test_ten_thousand_is_the_limit(client: Any, gw: Any) -> None:
     record(gw, person(9999), "acme")
     full = check(client, addresses=[person(i) for i in range(10_000)])

@@ -93,8 +93,8 @@ def test_email_list_keys_on_email_and_secondary_conflicts_are_rejected(client: A
         "b@example.com,4155550155\n"  # row 5: same phone as row 4 in this file
     )
     report, rejects = run(gw, text, list_ref="Mail")
-    assert [(r.row, r.column) for r in rejects] == [(2, "phone"), (5, "phone")]
-    assert f"contact {owner}" in rejects[0].reason
+    assert sorted((r.row, r.column) for r in rejects) == [(2, "phone"), (5, "phone")]
+    assert f"contact {owner}" in next(r.reason for r in rejects if r.row == 2)
     found = contacts(client)
     assert found["+14155550177"]["email"] == "joins@example.com" and found["+14155550177"]["id"] == phone_only
     assert report.created == 1 and report.updated == 1

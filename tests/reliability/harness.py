@@ -189,13 +189,13 @@ class Stack:
         self.tmp = tmp
         self.config = base_config(db_url)
         self.config["public_url"] = self.base
-        twilio = {"base_url": double.url if double else "http://127.0.0.1:9", "timeout": 1.0}
+        twilio = {"base_url": double.url if double else "http://127.0.0.1:9", "timeout": 10.0}
         self.config["providers"] = {"twilio": twilio, "clicksend": {"base_url": "http://127.0.0.1:9"}}
         self.config["outbox"] = {
             "base_delay": 0.2,
             "max_delay": 1.0,
             "max_attempts": 50,
-            "lease_seconds": 3,
+            "lease_seconds": 30,
             "poll_interval": 0.1,
             "batch_size": 20,
         }

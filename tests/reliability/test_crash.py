@@ -19,8 +19,8 @@ from tests.reliability.harness import PreparedPost, ProviderDouble, Stack, phone
 
 pytestmark = pytest.mark.slow
 
-LOAD = 900
-KILL_AFTER = 300  # acknowledged STOPs before the crash
+LOAD = 600
+KILL_AFTER = 200  # acknowledged STOPs before the crash
 
 
 class Load:
@@ -50,6 +50,7 @@ class Load:
 
 
 def test_sigkill_server_and_worker_mid_load(stack: Stack, double: ProviderDouble) -> None:
+    stack.config["outbox"]["lease_seconds"] = 3  # how long a dead worker's rows wait to be reclaimed
     stack.start_server()
     stack.start_worker()
     items = [stack.twilio("STOP", phone(i), f"SM-CRASH-{i}") for i in range(LOAD)]

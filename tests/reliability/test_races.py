@@ -18,7 +18,7 @@ from tests.reliability.harness import PreparedPost, Stack, phone, post, post_all
 
 pytestmark = pytest.mark.slow
 
-PEOPLE = 150
+PEOPLE = 100
 T0 = 1_700_000_000
 
 
