@@ -54,12 +54,15 @@ class WriterQueue:
 
     A blocking ``flock`` on a separate lock file (never the database file itself: closing any descriptor
     of that file would drop SQLite's own POSIX locks). Where ``flock`` does not exist, only threads of
-    one process queue here and processes fall back to SQLite's busy handler.
+    one process queue here and processes fall back to SQLite's busy handler. One queue per database file
+    per process (see `_writer_queue`), and re-entrant per thread: a transaction opened inside another on
+    the same thread must not wait for itself forever (SQLite's busy timeout then reports it instead).
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._threads = threading.Lock()
+        self._threads = threading.RLock()
+        self._local = threading.local()
         self._fd: int | None = None
         self._pid = 0
 
@@ -73,25 +76,44 @@ class WriterQueue:
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the duration of the block."""
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
         with self._threads:
             try:
                 import fcntl
             except ImportError:  # not a POSIX system
-                yield
-                return
+                fcntl = None  # type: ignore[assignment]
             fd = self._descriptor()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.depth = 1
             try:
                 yield
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._local.depth = 0
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_QUEUES: dict[str, WriterQueue] = {}
+_QUEUES_LOCK = threading.Lock()
 
 
 def _writer_queue(url: str) -> WriterQueue | None:
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return WriterQueue(f"{database}-writer.lock")
+    path = os.path.abspath(f"{database}-writer.lock")
+    # Shared by every Database object of this process on the same file, so two engines in one thread
+    # (a test's second Gateway, a CLI command) cannot lock each other out.
+    with _QUEUES_LOCK:
+        return _QUEUES.setdefault(path, WriterQueue(path))
 
 
 class Database:
