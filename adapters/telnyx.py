@@ -123,7 +123,8 @@ class TelnyxAdapter(Adapter):
             signed_at = int(timestamp)
         except ValueError:
             raise VerificationError("telnyx: telnyx-timestamp is not a Unix time") from None
-        if abs(self.clock() - signed_at) > self.tolerance:
+        # Integer arithmetic: a timestamp too large for a float is refused here, not raised as OverflowError.
+        if abs(int(self.clock()) - signed_at) > self.tolerance:
             raise VerificationError("telnyx: timestamp is outside the allowed window (replay?)")
         try:
             raw_signature = base64.b64decode(signature, validate=True)

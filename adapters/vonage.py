@@ -160,7 +160,8 @@ class VonageAdapter(Adapter):
             sent_at = int(params.get("timestamp", ""))
         except ValueError:
             raise VerificationError("vonage: signed webhook without a numeric timestamp") from None
-        if abs(self.clock() - sent_at) > self.tolerance:
+        # Integer arithmetic: a timestamp too large for a float is refused here, not raised as OverflowError.
+        if abs(int(self.clock()) - sent_at) > self.tolerance:
             raise VerificationError("vonage: signature timestamp is outside the allowed window")
         # MD5-hash signatures come lower-case and HMAC ones upper-case, so compare case-insensitively.
         if not self.same(self.signature(params), given.lower()):

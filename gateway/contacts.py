@@ -140,21 +140,6 @@ def in_values(session: Session, column: Any, values: Sequence[str]) -> ColumnEle
     return column.in_(select(each.c.value))
 
 
-def opted_out_addresses(session: Session, channel: str, addresses: Iterable[str], scope: str) -> set[str]:
-    """The subset of ``addresses`` opted out on ``channel`` in ``scope`` (``*``: in any scope)."""
-    items = list(dict.fromkeys(addresses))
-    if not items:
-        return set()
-    stmt = select(OPT_OUTS.c.address).where(
-        OPT_OUTS.c.channel == channel,
-        OPT_OUTS.c.opted_out == true(),
-        in_values(session, OPT_OUTS.c.address, items),
-    )
-    if scope != ALL_SCOPES:
-        stmt = stmt.where(OPT_OUTS.c.scope.in_(covering_scopes(scope)))
-    return set(session.execute(stmt).scalars())
-
-
 # ---- contacts ---------------------------------------------------------------------------------------
 
 

@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from gateway.db import Database, normalize_url
 from gateway.models import tables
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+# Property tests: no per-example deadline (a loaded CI machine is not a failure), and in CI a fixed
+# example sequence, so a red run is reproducible and a green one does not depend on luck.
+hypothesis_settings.register_profile("default", deadline=None)
+hypothesis_settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 TEST_ENV = {
     "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,

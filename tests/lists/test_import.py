@@ -169,3 +169,19 @@ def test_import_upload_limit_is_separate_from_the_body_limit(config: dict[str, A
         assert json_body.status_code == 413, "other endpoints keep the small body limit"
     finally:
         app.extensions["optout"].db.dispose()
+
+
+def test_cross_channel_policy_skips_people_opted_out_on_the_other_channel(config: dict[str, Any], env: Any) -> None:
+    from gateway.app import create_app
+
+    config["compliance"] = {"cross_channel": True}
+    app = create_app(config, env)
+    client, gw = app.test_client(), app.extensions["optout"]
+    try:
+        make_list(client)
+        opt_out(gw, "ann@example.com", channel="email", scope="*")
+        report, _ = run(gw, "phone,email\n4155550100,ann@example.com\n4155550101,bob@example.com\n")
+        assert report.skipped_opted_out == 1 and report.created == 1
+        assert "+14155550100" not in contacts(client)
+    finally:
+        gw.db.dispose()

@@ -368,10 +368,16 @@ class PreparedPost:
     key: str
 
 
+_sessions = threading.local()
+
+
 def post(item: PreparedPost, timeout: float = 30) -> int:
     """POST one webhook; its HTTP status, or 0 when the connection failed."""
+    session = getattr(_sessions, "session", None)
+    if session is None:  # one per client thread: building a session per request costs more than the post
+        session = _sessions.session = requests.Session()
     try:
-        return requests.post(item.url, data=item.body, headers=item.headers, timeout=timeout).status_code
+        return session.post(item.url, data=item.body, headers=item.headers, timeout=timeout).status_code
     except requests.RequestException:
         return 0
 
