@@ -173,6 +173,8 @@ def dispatch(gw: Gateway, item: Claimed, owner: str, now: Callable[[], datetime]
             body=item.body,
             sender=item.sender,
             idempotency_key=item.idempotency_key,
+            # Echoed back by ClickSend on replies, which ties a reply to the campaign it answers.
+            custom_string=item.idempotency_key,
             subject=item.subject,
             html_body=item.html_body,
             headers=item.headers,
