@@ -19,6 +19,7 @@ from adapters.sinch import SinchAdapter
 from gateway.errors import MissingSecretError, PayloadError, VerificationError
 from gateway.messages import DeliveryStatus, OutboundMessage, SendOutcome
 from tests.adapters.cases.sinch import CASE, SECRET, URL, mo_text, recipient_report, signed
+from tests.adapters.strategies import mutations
 
 SEND_URL = CASE.send_url
 T = 1_700_000_000
@@ -274,22 +275,6 @@ def test_unreadable_success_body_is_retried() -> None:
 
 
 # ---- robustness -----------------------------------------------------------------------------------
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=6,
-)
-
-
-def mutations(value: Any) -> st.SearchStrategy[Any]:
-    """``value`` with any part kept, recursively mutated, or replaced by arbitrary JSON (keys may vanish)."""
-    if isinstance(value, dict):
-        children = {k: st.one_of(mutations(v), json_values) for k, v in value.items()}
-        return st.fixed_dictionaries({}, optional=children) | json_values
-    if isinstance(value, list):
-        return st.tuples(*(mutations(v) for v in value)).map(list) | json_values
-    return st.just(value) | json_values
 
 
 EVENTS = [
