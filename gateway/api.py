@@ -150,7 +150,7 @@ def opt_out_status(channel: str, address: str) -> Response:
         raise PayloadError("channel must be sms or email", field="channel")
     normalized = normalize_address(channel, address, gw.settings.default_region)
     scope = request.args.get("scope") or None
-    with gw.db.read() as session:
+    with gw.db.lookup() as session:
         state = active_opt_out(session, channel, normalized, scope)
     body = OptOutStatus(
         opted_out=state is not None,
@@ -191,7 +191,7 @@ def bulk_check() -> Response:
             normalized[normalize_address(data.channel, raw, region)] = None
         except InvalidAddressError:
             invalid.append(raw)
-    with gw.db.read() as session:
+    with gw.db.lookup() as session:
         found = opted_out_among(session, data.channel, normalized, data.scope)
     body = BulkCheckResult(
         opted_out=[address for address in normalized if address in found],
@@ -221,7 +221,7 @@ def readyz() -> tuple[Response, int]:
     """The database answers."""
     gw = gateway()
     try:
-        with gw.db.read() as session:
+        with gw.db.lookup() as session:
             session.execute(text("SELECT 1"))
     except Exception:
         return jsonify({"status": "database unavailable"}), 503

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -43,10 +45,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "DEFERRED"
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return  # `Database.lookup`: each statement is its own transaction
+    mode = "IMMEDIATE" if options.get("sqlite_write") else "DEFERRED"
     # Straight to the driver: BEGIN needs no statement compilation or result handling, and going through
     # `exec_driver_sql` cost a third of an empty write transaction. pysqlite's own commit() ends it.
     conn.connection.dbapi_connection.execute(f"BEGIN {mode}")
+
+
+def _discard_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: refuse a connection the server has closed, without a round trip.
+
+    An idle connection's socket has nothing to read; when it is readable, the server has sent its
+    termination notice or closed it (a restart, ``pg_terminate_backend``, an idle timeout). Raising
+    `DisconnectionError` makes the pool drop it and hand out a fresh connection instead.
+    """
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise DisconnectionError("connection closed")
+    try:
+        readable, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        raise DisconnectionError("connection socket unusable") from None
+    if readable:
+        raise DisconnectionError("server closed the connection")
 
 
 class WriterQueue:
@@ -126,13 +148,21 @@ class Database:
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pool_pre_ping: its SELECT 1 is a round trip before every transaction (a sixth of a webhook's
+            # time on PostgreSQL). `_discard_if_closed` notices a connection the server has closed without
+            # one, and the webhook route retries a transaction whose connection broke mid-way.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            event.listen(self.engine, "checkout", _discard_if_closed)
         self._write_engine = self.engine.execution_options(sqlite_write=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._lookup = sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         self._writers = _writer_queue(self.url) if self.dialect == "sqlite" else None
 
@@ -145,6 +175,16 @@ class Database:
     def read(self) -> Iterator[Session]:
         """A session for reads; rolled back at the end."""
         with self._read() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for a single-statement read (a guard check, a status lookup), in autocommit mode.
+
+        No ``BEGIN`` and no ``ROLLBACK`` around the one query: on PostgreSQL one round trip instead of
+        three. Several reads that must agree with each other belong in `read`, which has one snapshot.
+        """
+        with self._lookup() as session:
             yield session
 
     @contextlib.contextmanager

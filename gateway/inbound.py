@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_
@@ -23,7 +23,7 @@ from gateway.guard import submit
 from gateway.messages import Category, InboundMessage
 from gateway.models import InboundPart, table, utcnow
 from gateway.runtime import Gateway
-from gateway.storage import Evidence, apply_consent, enqueue, insert_ignore, record_inbound
+from gateway.storage import Evidence, apply_consent, enqueue, insert_ignore
 from rules import actions as A
 from rules import evaluate
 
@@ -47,10 +47,28 @@ class Outcome:
     rule: str | None = None
     consent_changed: bool = False
     replies: int = 0
+    # For the log line written after commit (`log_outcome`); the sender already masked.
+    provider: str | None = None
+    message_id: str | None = None
+    sender: str | None = None
 
 
-def process(session: Session, gw: Gateway, msg: InboundMessage) -> Outcome:
-    """Store one verified inbound message and perform what the rules ask, in the caller's transaction."""
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An inbound message made ready outside the transaction: addresses normalised, rules evaluated.
+
+    Everything here is pure computation; doing it before the write transaction opens keeps the time a
+    transaction holds its locks (on SQLite, the one database-wide write lock) to the statements themselves.
+    """
+
+    msg: InboundMessage
+    actions: list[A.Action] | None  # None for a part of a concatenated SMS: evaluated once reassembled
+    received_at: datetime
+    raw: dict[str, Any]
+
+
+def prepare(gw: Gateway, msg: InboundMessage) -> Incoming:
+    """Normalise a verified, cleaned message's addresses and evaluate the rules on it (no database)."""
     region = gw.settings.default_region
     try:
         sender = normalize_address(msg.channel, msg.sender, region)
@@ -58,35 +76,53 @@ def process(session: Session, gw: Gateway, msg: InboundMessage) -> Outcome:
         raise PayloadError("sender is not a valid address", field="from") from None
     recipient = normalize_sender(msg.recipient, region) if msg.channel == "sms" else msg.recipient.lower()
     msg = replace(msg, sender=sender, recipient=recipient)
-    if msg.concat_total and msg.concat_total > 1:
+    partial = bool(msg.concat_total and msg.concat_total > 1)
+    actions = None if partial else evaluate(gw.rules, msg)
+    return Incoming(msg, actions, msg.received_at or utcnow(), _jsonable(msg.raw))
+
+
+def process(session: Session, gw: Gateway, incoming: Incoming) -> Outcome:
+    """Store one prepared inbound message and perform what the rules ask, in the caller's transaction."""
+    msg, actions, received_at = incoming.msg, incoming.actions, incoming.received_at
+    if actions is None:
         whole = _reassemble(session, msg)
         if whole is None:
             return Outcome(None, waiting_for_parts=True)
-        msg = whole
-    received_at = msg.received_at or utcnow()
-    # Evaluating is pure and takes microseconds, so it runs before the insert and the rule is stored with
-    # the row, instead of a second statement updating it (a duplicate evaluates for nothing, cheaply).
-    actions = evaluate(gw.rules, msg)
+        msg, actions = whole, evaluate(gw.rules, whole)
+    # The rule is stored with the row, instead of a second statement updating it.
     rule = actions[0].rule if actions else None
-    inbound_id = record_inbound(
+    inbound_id = lists.record_reply(
         session,
+        msg,
         {
             "provider": msg.provider,
             "provider_message_id": msg.provider_message_id,
             "channel": str(msg.channel),
-            "sender": sender,
-            "recipient": recipient,
+            "sender": msg.sender,
+            "recipient": msg.recipient,
             "text": msg.text,
-            "raw": _jsonable(msg.raw),
+            "raw": incoming.raw,
             "received_at": received_at,
             "rule": rule,
-            "campaign_id": lists.campaign_for_reply(session, msg),
         },
     )
     if inbound_id is None:
-        log.info("duplicate %s message %s ignored", msg.provider, msg.provider_message_id)
-        return Outcome(None, duplicate=True)
+        return Outcome(None, duplicate=True, provider=msg.provider, message_id=msg.provider_message_id)
     return _perform(session, gw, msg, inbound_id, actions, received_at)
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """One log line per inbound message, written after its transaction committed."""
+    if outcome.duplicate:
+        log.info("duplicate %s message %s ignored", outcome.provider, outcome.message_id)
+    elif outcome.inbound_id is not None:
+        log.info(
+            "inbound %s from %s: rule=%s changed=%s",
+            outcome.provider,
+            outcome.sender,
+            outcome.rule,
+            outcome.consent_changed,
+        )
 
 
 def _perform(
@@ -188,18 +224,14 @@ def _perform(
             )
         elif isinstance(action, A.MoveContact | A.AddToList | A.RemoveFromList):
             lists.apply_list_action(session, gw, msg, action, inbound_id)
-    log.info(
-        "inbound %s from %s: rule=%s changed=%s",
-        msg.provider,
-        mask(msg.sender),
-        actions[0].rule if actions else None,
-        consent_changed,
-    )
     return Outcome(
         inbound_id,
         rule=actions[0].rule if actions else None,
         consent_changed=consent_changed,
         replies=replies,
+        provider=msg.provider,
+        message_id=msg.provider_message_id,
+        sender=mask(msg.sender),
     )
 
 
@@ -298,6 +330,8 @@ def _as_json(msg: InboundMessage) -> dict[str, Any]:
 
 
 def _jsonable(raw: Any) -> dict[str, Any]:
+    if type(raw) is dict and all(type(k) is str and type(v) is str for k, v in raw.items()):
+        return dict(raw)  # a form's fields: JSON already (the round trip below costs more than the insert)
     try:
         return json.loads(json.dumps(dict(raw), default=str))
     except (TypeError, ValueError):

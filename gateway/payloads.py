@@ -37,6 +37,13 @@ def _clean(value: Any) -> Any:
     """A raw payload with every string in it (keys included) made storable."""
     if isinstance(value, str):
         return storable(value)
+    # The common case, a flat form of strings (every form-posting provider): one scan of all its text.
+    if (
+        type(value) is dict
+        and all(type(k) is str and type(v) is str for k, v in value.items())
+        and not _UNSTORABLE.search("".join(k + v for k, v in value.items()))
+    ):
+        return dict(value)
     if isinstance(value, Mapping):
         return {_clean(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -8,54 +8,62 @@ webhook racing each other cannot both win.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
+from gateway.fastpath import Prepared, insert_ignore_statement, insert_statement, with_defaults
 from gateway.models import ALL_SCOPES, ConsentEvent, InboundRecord, OptOut, OutboxMessage, table, utcnow
 
 _OPT_OUTS = table(OptOut)
 _CONSENT_EVENTS = table(ConsentEvent)
 
-# The webhook path runs these on every message, so they are built once with bound parameters: building
-# a statement costs more Python time than SQLite takes to run it, and a prebuilt statement also hits
-# SQLAlchemy's compiled-statement cache directly.
+# The webhook path runs these on every message and the guard on every send, so they are built once and
+# executed on the driver (`gateway.fastpath`): SQLAlchemy's per-execution work cost more than SQLite
+# takes to run them.
 _C = _OPT_OUTS.c
-_STATE = (
+_STATE = Prepared(
     select(_C.id, _C.opted_out, _C.event_at)
     .where(
         _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.scope == bindparam("scope")
     )
     .with_for_update()  # PostgreSQL locks the row; SQLite renders nothing (its write lock is already held)
 )
-_UPDATE_STATE = update(_OPT_OUTS).where(_C.id == bindparam("state_id"))
-_ACTIVE_SCOPES = select(_C.scope).where(
-    _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out
+_TOUCH_STATE = Prepared(
+    update(_OPT_OUTS).where(_C.id == bindparam("state_id")).values(event_at=bindparam("event_at"))
 )
-_INSERT_EVENT = insert(_CONSENT_EVENTS).returning(_CONSENT_EVENTS.c.id)
+_CHANGE_STATE = Prepared(
+    update(_OPT_OUTS)
+    .where(_C.id == bindparam("state_id"))
+    .values(
+        {
+            name: bindparam(name, type_=_C[name].type)
+            for name in ("opted_out", "source", "rule", "since", "event_at")
+        }
+    )
+)
+_ACTIVE_SCOPES = Prepared(
+    select(_C.scope).where(
+        _C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out
+    )
+)
 # The guard's question, asked for every outbound message: which opt-out blocks this address in this
-# scope? Columns only (no ORM object to build), and the covering scopes as three fixed parameters (an
-# expanding IN list is re-rendered on every execution).
-_ACTIVE = (
+# scope? Columns only, and the covering scopes as three fixed parameters.
+_ACTIVE_ANY = (
     select(_C.scope, _C.since, _C.source)
     .where(_C.channel == bindparam("channel"), _C.address == bindparam("address"), _C.opted_out)
     .order_by(_C.since)
     .limit(1)
 )
-_ACTIVE_IN_SCOPES = _ACTIVE.where(_C.scope.in_([bindparam("scope"), bindparam("all"), bindparam("parent")]))
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_ignore_statement(dialect: str, target: Table, conflict: tuple[str, ...]) -> Any:
-    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_for(target).on_conflict_do_nothing(index_elements=list(conflict)).returning(target.c.id)
+_ACTIVE = Prepared(_ACTIVE_ANY)
+_ACTIVE_IN_SCOPES = Prepared(
+    _ACTIVE_ANY.where(_C.scope.in_([bindparam("scope"), bindparam("all"), bindparam("parent")]))
+)
 
 
 def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], conflict: Sequence[str]) -> Any:
@@ -63,8 +71,9 @@ def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], con
 
     Atomic on both databases: concurrent callers with the same key get exactly one id between them.
     """
-    stmt = _insert_ignore_statement(session.get_bind().dialect.name, table, tuple(conflict))
-    return session.execute(stmt, dict(values)).scalar_one_or_none()
+    row = with_defaults(table, values)
+    dialect = session.get_bind().dialect.name
+    return insert_ignore_statement(dialect, table, tuple(row), tuple(conflict)).scalar(session, row)
 
 
 def record_inbound(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -102,7 +111,7 @@ class Evidence:
 
 def _locked_state(session: Session, channel: str, address: str, scope: str) -> Any:
     """(id, opted_out, event_at) of the state row, locked for this transaction, or None."""
-    return session.execute(_STATE, {"channel": channel, "address": address, "scope": scope}).one_or_none()
+    return _STATE.first(session, {"channel": channel, "address": address, "scope": scope})
 
 
 def _apply_one(
@@ -133,33 +142,32 @@ def _apply_one(
         assert state is not None  # the insert conflicted, so the row exists (and we now hold its lock)
         # An event older than the one that set the current state is ledgered but does not change it:
         # STOP and START racing each other settle by the provider's order, not by arrival order.
-        stale = event_at < state.event_at
-        changed = not stale and bool(state.opted_out) != opted_out
+        state_id, state_opted_out, state_event_at = state
+        stale = event_at < state_event_at
+        changed = not stale and bool(state_opted_out) != opted_out
         if changed:
             values = {"opted_out": opted_out, "source": ev.source, "rule": ev.rule, "since": now}
-            session.execute(_UPDATE_STATE, {"state_id": state.id, "event_at": event_at, **values})
+            _CHANGE_STATE.rows(session, {"state_id": state_id, "event_at": event_at, **values})
         elif not stale:
-            session.execute(_UPDATE_STATE, {"state_id": state.id, "event_at": event_at})
-    event_id = session.execute(
-        _INSERT_EVENT,
-        {
-            "channel": channel,
-            "address": address,
-            "scope": scope,
-            "action": "opt_out" if opted_out else "opt_in",
-            "changed": changed,
-            "source": ev.source,
-            "rule": ev.rule,
-            "raw_text": ev.raw_text,
-            "provider": ev.provider,
-            "provider_message_id": ev.provider_message_id,
-            "reason": ev.reason,
-            "actor": ev.actor,
-            "evidence": dict(ev.details or {}),
-            "occurred_at": event_at,
-            "recorded_at": now,
-        },
-    ).scalar_one()
+            _TOUCH_STATE.rows(session, {"state_id": state_id, "event_at": event_at})
+    event = {
+        "channel": channel,
+        "address": address,
+        "scope": scope,
+        "action": "opt_out" if opted_out else "opt_in",
+        "changed": changed,
+        "source": ev.source,
+        "rule": ev.rule,
+        "raw_text": ev.raw_text,
+        "provider": ev.provider,
+        "provider_message_id": ev.provider_message_id,
+        "reason": ev.reason,
+        "actor": ev.actor,
+        "evidence": dict(ev.details or {}),
+        "occurred_at": event_at,
+        "recorded_at": now,
+    }
+    event_id = insert_statement(_CONSENT_EVENTS, tuple(event)).scalar(session, event)
     return ConsentChange(scope, changed, event_id)
 
 
@@ -184,7 +192,7 @@ def apply_consent(
         scopes = [ALL_SCOPES, *sorted(set(known_scopes) | {scope})] if all_scopes else [scope]
     else:
         scopes = [scope]
-        active = set(session.execute(_ACTIVE_SCOPES, {"channel": channel, "address": address}).scalars())
+        active = {r[0] for r in _ACTIVE_SCOPES.rows(session, {"channel": channel, "address": address})}
         if all_scopes:
             scopes = sorted(active | {scope})
         elif ALL_SCOPES in active:
@@ -217,13 +225,13 @@ def active_opt_out(
 ) -> ActiveOptOut | None:
     """The opt-out that blocks ``address`` on ``channel`` in ``scope`` (any scope when None), or None."""
     if scope is None:
-        row = session.execute(_ACTIVE, {"channel": channel, "address": address}).first()
+        row = _ACTIVE.first(session, {"channel": channel, "address": address})
     else:
         covering = covering_scopes(scope)
         parent = covering[2] if len(covering) > 2 else scope
         params = {"channel": channel, "address": address, "scope": scope, "all": ALL_SCOPES, "parent": parent}
-        row = session.execute(_ACTIVE_IN_SCOPES, params).first()
-    return ActiveOptOut(row.scope, row.since, row.source) if row is not None else None
+        row = _ACTIVE_IN_SCOPES.first(session, params)
+    return ActiveOptOut(*row) if row is not None else None
 
 
 def enqueue(session: Session, values: Mapping[str, Any]) -> int | None:

@@ -9,19 +9,23 @@ sent only after the transaction holding the message and all its effects has comm
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from adapters.base import WebhookRequest
 from gateway import payloads
 from gateway.errors import GatewayError, UnknownProviderError
 from gateway.http import gateway
-from gateway.inbound import process
+from gateway.inbound import log_outcome, prepare, process
 from gateway.runtime import Gateway
 from gateway.status import record_status
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 bp = Blueprint("webhooks", __name__)
 
 # Deadlocks and serialisation failures under concurrent load are retried here rather than answered 5xx.
@@ -30,19 +34,26 @@ _TX_ATTEMPTS = 3
 
 def webhook_request(gw: Gateway) -> WebhookRequest:
     """The Flask request as an adapter sees it, with the URL the provider signed."""
+    # The request object itself rather than the context-local proxy: every attribute read through the
+    # proxy costs a context lookup, and this function reads a dozen of them per webhook.
+    req = request._get_current_object()  # type: ignore[attr-defined]
     base = gw.settings.public_url
-    query = request.query_string.decode("latin-1")
-    url = f"{base}{request.path}{'?' + query if query else ''}" if base else request.url
-    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    path = req.path
+    if base:
+        query = req.query_string.decode("latin-1")
+        url = f"{base}{path}?{query}" if query else f"{base}{path}"
+    else:
+        url = req.url
+    body = req.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     return WebhookRequest(
-        method=request.method,
+        method=req.method,
         url=url,
-        path=request.path,
-        headers=dict(request.headers.items()),
+        path=path,
+        headers=dict(req.headers.items()),
         body=body,
-        query={k: request.args.getlist(k) for k in request.args},
-        form={k: request.form.getlist(k) for k in request.form},
-        remote_addr=request.remote_addr,
+        query=req.args.to_dict(flat=False),
+        form=req.form.to_dict(flat=False),
+        remote_addr=req.remote_addr,
     )
 
 
@@ -57,7 +68,12 @@ def webhook(provider: str, kind: str) -> Response:
     adapter.verify(req)
     if kind == "inbound":
         messages = [payloads.inbound(m) for m in adapter.parse_inbound(req)]
-        _commit(gw, lambda session: [process(session, gw, m) for m in messages])
+        # Normalising and rule evaluation happen before the transaction, so it holds its locks only for
+        # its statements; the log lines are written once the effects are committed.
+        incoming = [prepare(gw, m) for m in messages]
+        outcomes = _commit(gw, lambda session: [process(session, gw, m) for m in incoming])
+        for outcome in outcomes:
+            log_outcome(outcome)
         ack = adapter.ack(messages)
     else:
         updates = [payloads.status(u) for u in adapter.parse_status(req)]
@@ -66,22 +82,24 @@ def webhook(provider: str, kind: str) -> Response:
     return Response(ack.body, status=ack.status, content_type=ack.content_type)
 
 
-def _commit(gw: Gateway, work: object) -> None:
-    assert callable(work)
+def _commit(gw: Gateway, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in a write transaction and commit; retried on deadlocks and a locked database."""
     for attempt in range(1, _TX_ATTEMPTS + 1):
         try:
             with gw.db.transaction() as session:
-                work(session)
-            return
+                result = work(session)
+            return result
         except OperationalError as exc:
             if attempt == _TX_ATTEMPTS or not _retryable(exc):
                 raise
             log.warning("webhook transaction retried after %s", type(exc.orig).__name__)
         except GatewayError:
             raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _retryable(exc: OperationalError) -> bool:
     code = getattr(exc.orig, "sqlstate", None)
-    # 40001 serialization_failure, 40P01 deadlock_detected; SQLite reports "database is locked".
-    return code in ("40001", "40P01") or "locked" in str(exc.orig)
+    # 40001 serialization_failure, 40P01 deadlock_detected; SQLite reports "database is locked". A
+    # connection that broke mid-transaction (the server restarted) is invalidated: the retry gets a new one.
+    return code in ("40001", "40P01") or "locked" in str(exc.orig) or exc.connection_invalidated

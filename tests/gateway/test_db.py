@@ -1,9 +1,12 @@
-"""The SQLite writer queue: shared per file, re-entrant per thread, exclusive across threads."""
+"""The SQLite writer queue (shared per file, re-entrant per thread, exclusive across threads) and lookups."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
 
 from gateway.db import Database, WriterQueue
 
@@ -48,3 +51,26 @@ def test_queue_excludes_other_threads(tmp_path: Path) -> None:
     t1.join(10)
     t2.join(10)
     assert order == ["holder in", "holder out", "waiter in"]
+
+
+def test_lookup_sessions_hold_no_transaction(gw: Any, db_url: str) -> None:
+    """A lookup's statement is its own transaction: nothing stays open (or pinned to a snapshot) after it."""
+    with gw.db.lookup() as s:
+        if db_url.startswith("postgresql"):
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            admin = create_engine(gw.db.url)
+            with admin.connect() as conn:
+                state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :p"), {"p": pid})
+                assert state.scalar_one() == "idle"  # a read() session would be "idle in transaction"
+            admin.dispose()
+        else:
+            assert s.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
+            with gw.db.transaction() as w:  # another writer commits meanwhile
+                w.execute(text(
+                    "INSERT INTO outbox (kind, channel, provider, recipient, scope, category, body, headers, "
+                    "status, attempts, max_attempts, idempotency_key, next_attempt_at, created_at) VALUES "
+                    "('message', 'sms', 'x', '+1', 's', 'marketing', 'b', '{}', 'queued', 0, 1, 'k', "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                ))
+            # A deferred read transaction would still see its first snapshot (0 rows).
+            assert s.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 1
