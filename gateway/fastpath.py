@@ -19,7 +19,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Table, bindparam, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -110,7 +110,7 @@ class Prepared:
         return found[0][0] if found else None
 
 
-def _reraise(connection: Any, dialect: Dialect, sql: str, params: Any, exc: BaseException) -> None:
+def _reraise(connection: Any, dialect: Dialect, sql: str, params: Any, exc: BaseException) -> NoReturn:
     # The same exception classes SQLAlchemy raises, so retry and error handling do not change; a broken
     # connection is invalidated so the pool does not hand it out again.
     disconnect = dialect.is_disconnect(exc, connection.connection.dbapi_connection, None)  # type: ignore[arg-type]
