@@ -214,3 +214,51 @@ def test_health_and_openapi(client: Any) -> None:
     doc = client.get("/openapi.json").get_json()
     assert "/api/v1/messages" in doc["paths"]
     assert "MessageIn" in doc["components"]["schemas"]
+
+
+def test_outcome_is_logged_only_after_commit(client: Any, gw: Any, monkeypatch: Any, caplog: Any) -> None:
+    import gateway.db
+
+    caplog.set_level("INFO", logger="gateway.inbound")
+    assert post_twilio(client, twilio_form("STOP", sid="SM-L1")).status_code == 200
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inbound twilio")]
+    assert "rule=opt-out changed=True" in line and ME not in line  # masked
+    caplog.clear()
+
+    real = gateway.db.Database.transaction
+
+    def failing_commit(self: Any) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def tx() -> Any:
+            with real(self) as session:
+                yield session
+                raise RuntimeError("commit failed")  # after the work, before the commit
+
+        return tx()
+
+    monkeypatch.setattr(gateway.db.Database, "transaction", failing_commit)
+    assert post_twilio(client, twilio_form("STOP", sid="SM-L2", sender="+14155550101")).status_code == 500
+    assert not [r for r in caplog.records if r.getMessage().startswith("inbound twilio")]
+
+
+def test_transaction_on_a_broken_connection_is_retried(client: Any, gw: Any, monkeypatch: Any) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import gateway.webhooks
+
+    real = gateway.webhooks.process
+    calls: list[int] = []
+
+    def first_attempt_loses_its_connection(session: Any, gw_: Any, incoming: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT ...", {}, Exception("server closed the connection"),
+                                   connection_invalidated=True)
+        return real(session, gw_, incoming)
+
+    monkeypatch.setattr(gateway.webhooks, "process", first_attempt_loses_its_connection)
+    assert post_twilio(client, twilio_form("STOP", sid="SM-R1")).status_code == 200
+    assert len(calls) == 2 and inbound_count(gw) == 1
+    assert opt_out_state(gw, ME, "acme") is not None
