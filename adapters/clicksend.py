@@ -251,15 +251,10 @@ class ClickSendAdapter(Adapter):
                 raw=raw,
             )
         if not status or status in ACCEPTED_STATUSES:
-            # A 200 we cannot read (no message entry, or success without an id): ClickSend may have sent it
-            # and has no idempotency key, so a retry could deliver twice. Stop and keep the raw answer.
-            return SendResult(
-                SendOutcome.FAILED,
-                self.name,
-                error_code="unexpected_response",
-                error_message="HTTP 200 without a readable message status and id",
-                raw=raw,
-            )
+            # A 200 we cannot read (no message entry, or success without an id) is as ambiguous as a read
+            # timeout and handled the same way: retried, as every adapter does (a possible second delivery,
+            # bounded by the outbox's attempts, is better than a message silently lost).
+            return self.unreadable_success(raw)
         return SendResult(
             SendOutcome.FAILED,
             self.name,

@@ -262,15 +262,10 @@ class TwilioAdapter(Adapter):
         if 200 <= response.status_code < 300:
             sid = body.get("sid")
             if not isinstance(sid, str) or not sid:
-                # Twilio probably created the message, but without its sid no receipt can be matched;
-                # retrying could send it twice, so stop and leave the raw answer for a human.
-                return SendResult(
-                    SendOutcome.FAILED,
-                    self.name,
-                    error_code="unexpected_response",
-                    error_message=f"HTTP {response.status_code} without a message sid",
-                    raw=body or {"text": response.text[:1000]},
-                )
+                # As ambiguous as a timeout: the message may exist, but without its sid no receipt can be
+                # matched. Retried like a timeout; the idempotency token stops Twilio sending it twice.
+                raw = body or {"status": response.status_code, "text": response.text[:1000]}
+                return self.unreadable_success(raw)
             return SendResult(
                 SendOutcome.ACCEPTED,
                 self.name,

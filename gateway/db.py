@@ -44,6 +44,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    # After an autocommit `lookup`, SQLAlchemy resets the connection's isolation level on checkin, which for
+    # pysqlite turns the driver's own implicit transactions back on (isolation_level ""); every other use
+    # relies on `_sqlite_begin` alone, so put autocommit-at-the-driver back before the next use.
+    dbapi_conn.isolation_level = None
+
+
 def _sqlite_begin(conn: Any) -> None:
     options = conn.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT":
@@ -156,6 +163,7 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "checkout", _sqlite_checkout)
         else:
             event.listen(self.engine, "checkout", _discard_if_closed)
         self._write_engine = self.engine.execution_options(sqlite_write=True)

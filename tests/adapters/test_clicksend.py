@@ -352,14 +352,14 @@ def test_per_message_throttling_is_retried() -> None:
         "not json",
     ],
 )
-def test_unreadable_200_is_not_retried(answer: object) -> None:
+def test_unreadable_200_is_retried_like_a_timeout(answer: object) -> None:
     with responses.RequestsMock() as rsps:
         if isinstance(answer, str):
             rsps.add("POST", SEND_URL, body=answer)
         else:
             rsps.add("POST", SEND_URL, json=answer)
         result = make().send(MESSAGE)
-    assert (result.outcome, result.error_code) == (SendOutcome.FAILED, "unexpected_response")
+    assert (result.outcome, result.error_code) == (SendOutcome.RETRY, "bad_response")
 
 
 @pytest.mark.parametrize(

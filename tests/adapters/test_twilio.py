@@ -428,11 +428,16 @@ def test_problem_json_error_is_read() -> None:
     )
 
 
-def test_success_without_sid_is_not_retried() -> None:
+def test_success_without_sid_is_retried_with_the_same_token() -> None:
     with responses.RequestsMock() as rsps:
         rsps.add("POST", SEND_URL, status=201, body="<Response/>")
-        result = make().send(MESSAGE)
-    assert (result.outcome, result.error_code) == (SendOutcome.FAILED, "unexpected_response")
+        rsps.add("POST", SEND_URL, status=201, json=message_resource("SM2"))
+        first = make().send(MESSAGE)
+        second = make().send(MESSAGE)
+        tokens = [call.request.headers.get(IDEMPOTENCY_HEADER) for call in rsps.calls]
+    assert (first.outcome, first.error_code) == (SendOutcome.RETRY, "bad_response")
+    assert second.outcome is SendOutcome.ACCEPTED
+    assert tokens[0] is not None and tokens == [tokens[0], tokens[0]]  # Twilio drops the repeat
 
 
 def test_base_url_setting_is_honoured() -> None:

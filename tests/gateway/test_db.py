@@ -74,3 +74,14 @@ def test_lookup_sessions_hold_no_transaction(gw: Any, db_url: str) -> None:
                 ))
             # A deferred read transaction would still see its first snapshot (0 rows).
             assert s.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 1
+
+
+def test_sqlite_connections_stay_autocommit_at_the_driver_after_a_lookup(tmp_path: Path) -> None:
+    """Our BEGIN is the only one: the driver's implicit transactions stay off, even after a lookup reset."""
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with db.lookup() as s:
+        s.execute(text("SELECT 1"))
+    with db.transaction() as s:
+        s.execute(text("SELECT 1"))
+        assert s.connection().connection.dbapi_connection.isolation_level is None  # type: ignore[union-attr]
+    db.dispose()
