@@ -124,6 +124,7 @@ class Settings(_Strict):
     public_url: str | None = None
     api_token_env: str = "OPTOUT_API_TOKEN"
     secret_key_env: str = "OPTOUT_SECRET_KEY"
+    previous_secret_key_env: str = "OPTOUT_PREVIOUS_SECRET_KEY"
     default_region: str = "US"
     brand: str = "Our service"
     support: str = "support@example.com"

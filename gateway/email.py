@@ -8,7 +8,9 @@ without them (`unsubscribe_problem`), so no path can send one that cannot be lef
 Links carry an opaque token: the address, scope and topic are sealed with a key derived from
 ``$OPTOUT_SECRET_KEY`` (NaCl SecretBox, random nonce), then signed and time-stamped by itsdangerous. A
 token reveals nothing to whoever sees the URL, cannot be forged or enumerated, and works for
-``email.link_max_age_days`` (365 by default; never under the 60 days CASL asks for).
+``email.link_max_age_days`` (365 by default; never under the 60 days CASL asks for). To rotate the key,
+move the old one to ``$OPTOUT_PREVIOUS_SECRET_KEY``: links already sent keep working, new ones use the
+new key.
 
 Topics (``newsletters``) are opt-out scopes of their own, ``<scope>/<topic>`` in ``opt_outs``: leaving a
 topic blocks sends with that topic; leaving the scope blocks every send in it, topic or not
@@ -23,7 +25,7 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -101,6 +103,16 @@ class _Sealed:
             raise ValueError("undecryptable payload") from exc
 
 
+def _serializer(secret: str) -> itsdangerous.URLSafeTimedSerializer:
+    if len(secret) < _MIN_SECRET:
+        raise ConfigError(f"the unsubscribe secret must be at least {_MIN_SECRET} characters long")
+    raw = secret.encode("utf-8")
+    # Separate keys for sealing and signing, both derived from the one secret.
+    box_key = hashlib.blake2b(raw, digest_size=SecretBox.KEY_SIZE, person=b"optout-unsub-box").digest()
+    sealed = _Sealed(box_key)
+    return itsdangerous.URLSafeTimedSerializer(raw, salt="optout-unsubscribe-link", serializer=sealed)
+
+
 class LinkSigner:
     """Issues and reads unsubscribe tokens and builds the URLs that carry them."""
 
@@ -110,15 +122,10 @@ class LinkSigner:
         public_url: str,
         max_age: timedelta,
         clock: Callable[[], datetime] = utcnow,
+        previous: Sequence[str] = (),
     ) -> None:
-        if len(secret) < _MIN_SECRET:
-            raise ConfigError(f"the unsubscribe secret must be at least {_MIN_SECRET} characters long")
-        raw = secret.encode("utf-8")
-        # Separate keys for sealing and signing, both derived from the one secret.
-        box_key = hashlib.blake2b(raw, digest_size=SecretBox.KEY_SIZE, person=b"optout-unsub-box").digest()
-        self._serializer = itsdangerous.URLSafeTimedSerializer(
-            raw, salt="optout-unsubscribe-link", serializer=_Sealed(box_key)
-        )
+        # ``previous`` keys still read links issued before a key rotation; only ``secret`` issues new ones.
+        self._serializers = [_serializer(key) for key in (secret, *previous)]
         self.public_url = public_url.rstrip("/")
         self.max_age = max_age
         #: Read when checking expiry; tests replace it to travel in time.
@@ -129,7 +136,7 @@ class LinkSigner:
         payload: dict[str, str] = {"a": address, "s": scope}
         if topic:
             payload["t"] = topic
-        token = self._serializer.dumps(payload)
+        token = self._serializers[0].dumps(payload)
         # A bytes serializer makes itsdangerous hand back bytes; the token is ASCII either way.
         return token.decode("ascii") if isinstance(token, bytes) else token
 
@@ -137,10 +144,14 @@ class LinkSigner:
         """The claim inside a token, or `InvalidLinkError` (the same error whatever is wrong with it)."""
         if not token or len(token) > _MAX_TOKEN:
             raise InvalidLinkError("invalid link")
-        try:
-            payload, issued = self._serializer.loads(token, return_timestamp=True)
-        except itsdangerous.BadData:
-            raise InvalidLinkError("invalid link") from None
+        for serializer in self._serializers:
+            try:
+                payload, issued = serializer.loads(token, return_timestamp=True)
+                break
+            except itsdangerous.BadData:
+                continue
+        else:
+            raise InvalidLinkError("invalid link")
         now = self.clock()
         if issued > now + _SKEW or now - issued > self.max_age:
             raise InvalidLinkError("invalid link")
@@ -187,7 +198,13 @@ def _build_signer(settings: Settings, env: Mapping[str, str]) -> LinkSigner:
         raise MissingSecretError(
             f"environment variable {settings.secret_key_env} is not set (it signs unsubscribe links)"
         )
-    return LinkSigner(secret, settings.public_url, timedelta(days=settings.email.link_max_age_days))
+    previous = env.get(settings.previous_secret_key_env, "")
+    return LinkSigner(
+        secret,
+        settings.public_url,
+        timedelta(days=settings.email.link_max_age_days),
+        previous=[previous] if previous else [],
+    )
 
 
 def check_email_config(gw: Gateway) -> None:

@@ -98,6 +98,22 @@ def test_short_secrets_and_short_link_lifetimes_are_refused() -> None:
         settings_from_mapping({"email": {"topics": {"News Letters": "x"}}})
 
 
+def test_a_rotated_key_keeps_old_links_working_and_issues_with_the_new_one(tmp_path: Path) -> None:
+    old_token = signer("the-old-secret-key-1").issue("jane@example.org", "acme")
+    rotated = gateway(tmp_path, {**TEST_ENV, "OPTOUT_PREVIOUS_SECRET_KEY": "the-old-secret-key-1"})
+    assert signer_for(rotated).read(old_token).address == "jane@example.org"
+    new_token = signer_for(rotated).issue("jane@example.org", "acme")
+    # New links are the current key's: they read without the previous key...
+    assert signer(TEST_ENV["OPTOUT_SECRET_KEY"]).read(new_token).address == "jane@example.org"
+    with pytest.raises(InvalidLinkError):
+        signer("the-old-secret-key-1").read(new_token)
+    # ...and once the previous key is dropped, its links stop working, as any unknown key's.
+    with pytest.raises(InvalidLinkError):
+        signer_for(gateway(tmp_path)).read(old_token)
+    with pytest.raises(ConfigError):  # a previous key is held to the same length rule
+        signer_for(gateway(tmp_path, {**TEST_ENV, "OPTOUT_PREVIOUS_SECRET_KEY": "short"}))
+
+
 def test_startup_requires_the_secret_and_public_url_only_when_email_is_configured(tmp_path: Path) -> None:
     env = {k: v for k, v in TEST_ENV.items() if k != "OPTOUT_SECRET_KEY"}
     with pytest.raises(MissingSecretError, match="OPTOUT_SECRET_KEY") as err:
