@@ -150,6 +150,7 @@ class CampaignCounts(BaseModel):
     members: int
     fanned_out: int
     queued: int
+    held: int  # queued messages of a paused campaign
     sending: int
     sent: int
     failed: int
@@ -351,6 +352,7 @@ def campaign_out(campaign: Campaign, live: dict[str, int]) -> dict[str, Any]:
         members=campaign.members,
         fanned_out=campaign.queued,
         queued=live["queued"],
+        held=live["held"],
         sending=live["sending"],
         sent=live["sent"],
         failed=live["failed"],
@@ -444,7 +446,39 @@ def read_campaign(campaign_id: int) -> Response:
 )
 @require_token
 def cancel_campaign(campaign_id: int) -> Response:
-    """Stop a scheduled or sending campaign: nothing more of it is sent (409 once it is sent)."""
+    """Stop a scheduled, sending or paused campaign: nothing more of it is sent (409 once it is sent)."""
     with gateway().db.transaction() as session:
         found = camp.cancel_campaign(session, campaign_id)
+        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+
+
+@bp.post("/api/v1/campaigns/<int:campaign_id>/pause")
+@document(
+    "post",
+    "/api/v1/campaigns/{campaign_id}/pause",
+    "Pause a campaign",
+    responses={200: CampaignOut},
+    tag="campaigns",
+)
+@require_token
+def pause_campaign(campaign_id: int) -> Response:
+    """Hold a scheduled or sending campaign's queued messages until it is resumed (409 once it is sent)."""
+    with gateway().db.transaction() as session:
+        found = camp.pause_campaign(session, campaign_id)
+        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+
+
+@bp.post("/api/v1/campaigns/<int:campaign_id>/resume")
+@document(
+    "post",
+    "/api/v1/campaigns/{campaign_id}/resume",
+    "Resume a paused campaign",
+    responses={200: CampaignOut},
+    tag="campaigns",
+)
+@require_token
+def resume_campaign(campaign_id: int) -> Response:
+    """Queue a paused campaign's held messages again (409 while a safeguard hold on it is open)."""
+    with gateway().db.transaction() as session:
+        found = camp.resume_campaign(session, campaign_id)
         return jsonify(campaign_out(found, camp.live_counts(session, found)))

@@ -39,7 +39,17 @@ from gateway.contacts import CONTACTS, MEMBERS, ConflictError, SystemListError, 
 from gateway.email import check_topic, prepare, signer_for, topic_scope
 from gateway.errors import NotFoundError, PayloadError
 from gateway.lists import insert_many_ignore, insert_select_ignore
-from gateway.models import ALL_SCOPES, Campaign, OptOut, OutboxMessage, SendPacing, UTCDateTime, table, utcnow
+from gateway.models import (
+    ALL_SCOPES,
+    Campaign,
+    CampaignHold,
+    OptOut,
+    OutboxMessage,
+    SendPacing,
+    UTCDateTime,
+    table,
+    utcnow,
+)
 from gateway.runtime import Gateway
 from gateway.storage import TOPIC_SEPARATOR
 
@@ -48,6 +58,7 @@ log = logging.getLogger(__name__)
 OUTBOX = table(OutboxMessage)
 CAMPAIGNS = table(Campaign)
 OPT_OUTS = table(OptOut)
+HOLDS = table(CampaignHold)
 CATEGORIES = ("marketing", "informational")
 CHUNK_SIZE = 20_000
 #: Segments a provider accepts in one message unless ``providers.<name>.max_segments`` says otherwise
@@ -194,9 +205,10 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
     campaign = get_campaign(session, campaign_id)
     if campaign.status == "cancelled":
         return campaign
-    if campaign.status not in ("scheduled", "sending"):
+    if campaign.status not in ("scheduled", "sending", "paused"):
         raise ConflictError(
-            f"campaign {campaign_id} is {campaign.status}; only a scheduled or sending one can be cancelled"
+            f"campaign {campaign_id} is {campaign.status}; only a scheduled, sending or paused one can be "
+            "cancelled"
         )
     now = utcnow()
     session.execute(
@@ -206,8 +218,64 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
     )
     session.execute(
         sa_update(OUTBOX)
-        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "queued")
+        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status.in_(("queued", "held")))
         .values(status="cancelled")
+    )
+    session.refresh(campaign)
+    return campaign
+
+
+def pause_campaign(session: Session, campaign_id: int) -> Campaign:
+    """Stop a scheduled or sending campaign until `resume_campaign`: its queued messages are held (the
+    worker leaves them alone) and a fan-out in progress stops at its next chunk. Pausing twice is a no-op.
+    """
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status == "paused":
+        return campaign
+    if campaign.status not in ("scheduled", "sending"):
+        raise ConflictError(
+            f"campaign {campaign_id} is {campaign.status}; only a scheduled or sending one can be paused"
+        )
+    # The campaign row first, as the fan-out and cancel do, so they serialise on it.
+    session.execute(
+        sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id).values(status="paused", updated_at=utcnow())
+    )
+    session.execute(
+        sa_update(OUTBOX)
+        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "queued")
+        .values(status="held")
+    )
+    session.refresh(campaign)
+    return campaign
+
+
+def resume_campaign(session: Session, campaign_id: int) -> Campaign:
+    """Carry on with a paused campaign: held messages are queued again and an unfinished fan-out goes on
+    where it stopped. Refused while a mass opt-out safeguard hold on it is open (confirm or dismiss that)."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status in ("scheduled", "sending"):
+        return campaign
+    if campaign.status != "paused":
+        raise ConflictError(f"campaign {campaign_id} is {campaign.status}, not paused")
+    hold = session.execute(
+        sa_select(HOLDS.c.id).where(HOLDS.c.campaign_id == campaign_id, HOLDS.c.status == "open").limit(1)
+    ).scalar()
+    if hold is not None:
+        raise ConflictError(
+            f"campaign {campaign_id} is held by the mass opt-out safeguard: confirm or dismiss hold {hold}"
+        )
+    # Scheduled until its fan-out was first claimed; after that an unfinished fan-out is claimable again
+    # at once (no lease to wait out) and goes on from its cursor.
+    values: dict[str, Any] = {"status": "sending" if campaign.started_at is not None else "scheduled"}
+    if campaign.fanned_out_at is None:
+        values["lease_until"] = None
+    session.execute(
+        sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id).values(**values, updated_at=utcnow())
+    )
+    session.execute(
+        sa_update(OUTBOX)
+        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "held")
+        .values(status="queued")
     )
     session.refresh(campaign)
     return campaign
@@ -223,7 +291,7 @@ def list_campaigns(session: Session, after: int | None = None, limit: int = 100)
 
 def live_counts(session: Session, campaign: Campaign) -> dict[str, int]:
     """Outbox rows by status, plus recipients who opted out (in the campaign's scope) after it started."""
-    by_status = dict.fromkeys(("queued", "sending", "sent", "failed", "blocked", "cancelled"), 0)
+    by_status = dict.fromkeys(("queued", "held", "sending", "sent", "failed", "blocked", "cancelled"), 0)
     rows = session.execute(
         sa_select(OUTBOX.c.status, func.count())
         .where(OUTBOX.c.campaign_id == campaign.id)

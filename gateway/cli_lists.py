@@ -555,7 +555,7 @@ def vars_of(filters: ledger.Filters) -> dict[str, Any]:
 
 @click.group("campaigns")
 def campaigns_cli() -> None:
-    """Campaigns: create, show, cancel, list."""
+    """Campaigns: create, show, pause, resume, cancel, list."""
 
 
 def _campaign_json(gw: Gateway, campaign_id: int) -> dict[str, Any]:
@@ -621,9 +621,29 @@ def campaigns_show(ctx: click.Context, campaign_id: int) -> None:
 @click.argument("campaign_id", type=int)
 @click.pass_context
 def campaigns_cancel(ctx: click.Context, campaign_id: int) -> None:
-    """Cancel a scheduled or sending campaign."""
+    """Cancel a scheduled, sending or paused campaign."""
     with _gw(ctx).db.transaction() as session:
         found = camp.cancel_campaign(session, campaign_id)
+    click.echo(f"campaign {campaign_id} {found.status}")
+
+
+@campaigns_cli.command("pause")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def campaigns_pause(ctx: click.Context, campaign_id: int) -> None:
+    """Pause a scheduled or sending campaign (its queued messages are held)."""
+    with _gw(ctx).db.transaction() as session:
+        found = camp.pause_campaign(session, campaign_id)
+    click.echo(f"campaign {campaign_id} {found.status}")
+
+
+@campaigns_cli.command("resume")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def campaigns_resume(ctx: click.Context, campaign_id: int) -> None:
+    """Resume a paused campaign."""
+    with _gw(ctx).db.transaction() as session:
+        found = camp.resume_campaign(session, campaign_id)
     click.echo(f"campaign {campaign_id} {found.status}")
 
 

@@ -420,3 +420,58 @@ def test_reply_without_a_link_answers_the_last_message_from_that_number(move_app
     assert member_ids(client, "Customers") == [] and member_ids(client, "Old") == [cid]
     assert member_ids(client, "Not interested") == [cid]
     assert [r.campaign_id for r in outbox(gw) if r.recipient == person] == [old, newer]
+
+
+def test_pause_holds_messages_and_resume_sends_them(client: Any, gw: Any) -> None:
+    populate(client, gw)
+    campaign_id = create(client).get_json()["id"]
+    [claimed] = camp.claim_due(gw, "w1")
+    camp.fan_out(gw, claimed, "w1", chunk_size=2)
+    paused = api(client, "post", f"/api/v1/campaigns/{campaign_id}/pause").get_json()
+    assert paused["status"] == "paused" and paused["counts"]["held"] == 4 and paused["counts"]["queued"] == 0
+    assert api(client, "post", f"/api/v1/campaigns/{campaign_id}/pause").get_json()["status"] == "paused"
+    with responses.RequestsMock():  # any send would fail the test: none is registered
+        assert drain(gw, "w1") == 0
+    assert camp.complete_finished(gw) == [], "a paused campaign is not finished"
+    resumed = api(client, "post", f"/api/v1/campaigns/{campaign_id}/resume").get_json()
+    assert resumed["status"] == "sending" and resumed["counts"]["queued"] == 4
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback("POST", TWILIO_URL, callback=twilio_sids())
+        while drain(gw, "w1"):
+            pass
+        assert len(rsps.calls) == 4
+    assert camp.complete_finished(gw) == [campaign_id]
+    assert api(client, "post", f"/api/v1/campaigns/{campaign_id}/pause").status_code == 409  # sent
+    assert api(client, "post", f"/api/v1/campaigns/{campaign_id}/resume").status_code == 409
+    assert api(client, "post", "/api/v1/campaigns/999/pause").status_code == 404
+
+
+def test_a_campaign_paused_before_its_fan_out_resumes_as_scheduled_and_can_be_cancelled(
+    client: Any, gw: Any
+) -> None:
+    populate(client, gw)
+    later = create(client, name="Later").get_json()["id"]
+    assert api(client, "post", f"/api/v1/campaigns/{later}/pause").get_json()["status"] == "paused"
+    assert camp.claim_due(gw, "w1") == [], "a paused campaign is not claimed"
+    assert api(client, "post", f"/api/v1/campaigns/{later}/resume").get_json()["status"] == "scheduled"
+    other = create(client, name="Other").get_json()["id"]
+    [first, second] = sorted(camp.claim_due(gw, "w1"))
+    assert (first, second) == (later, other)
+    camp.fan_out(gw, other, "w1", chunk_size=10)
+    api(client, "post", f"/api/v1/campaigns/{other}/pause")
+    cancelled = api(client, "post", f"/api/v1/campaigns/{other}/cancel").get_json()
+    assert cancelled["status"] == "cancelled" and cancelled["counts"]["held"] == 0
+    assert {r.status for r in campaign_rows(gw, other)} == {"cancelled"}
+
+
+def test_resume_waits_for_an_open_safeguard_hold(client: Any, gw: Any) -> None:
+    from gateway.models import CampaignHold
+
+    populate(client, gw)
+    campaign_id = create(client).get_json()["id"]
+    api(client, "post", f"/api/v1/campaigns/{campaign_id}/pause")
+    with gw.db.transaction() as session:
+        session.add(CampaignHold(campaign_id=campaign_id, campaign_status="sending", opt_outs=5, sends=10,
+                                 threshold=0.2, opened_at=utcnow()))
+    resp = api(client, "post", f"/api/v1/campaigns/{campaign_id}/resume")
+    assert resp.status_code == 409 and "hold" in resp.get_json()["detail"]

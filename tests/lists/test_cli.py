@@ -108,7 +108,11 @@ def test_campaign_commands(cli: Any, tmp_path: Path) -> None:
     code, out, _ = cli("campaigns", "show", "1")
     shown = json.loads(out)
     assert shown["status"] == "scheduled" and shown["counts"]["queued"] == 0
+    assert cli("campaigns", "pause", "1")[1].strip() == "campaign 1 paused"
+    assert cli("campaigns", "resume", "1")[1].strip() == "campaign 1 scheduled"
     assert cli("campaigns", "cancel", "1")[1].strip() == "campaign 1 cancelled"
+    code, _, err = cli("campaigns", "resume", "1")
+    assert code != 0 and "cancelled, not paused" in err
     assert cli("campaigns", "list")[1].split("\t")[:2] == ["1", "cancelled"]
     code, _, err = cli("campaigns", "create", "--name", "X", "--list", "Customers", "--body", "é" * 2000)
     assert code == 2 and "segments" in err
