@@ -53,7 +53,8 @@ class _Plan:
         values = []
         for _name, key, constant, process in self.binds:
             value = constant if key is None else params[key]
-            values.append(process(value) if process is not None and value is not None else value)
+            # None goes through the processor too, as in SQLAlchemy (a JSON column stores it as JSON null).
+            values.append(process(value) if process is not None else value)
         if self.positional:
             return tuple(values)
         return {name: value for (name, *_), value in zip(self.binds, values, strict=True)}
