@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from gateway import campaigns as camp
 from gateway import ledger
@@ -436,6 +438,12 @@ def read_campaign(campaign_id: int) -> Response:
         return jsonify(campaign_out(found, camp.live_counts(session, found)))
 
 
+def _transition(action: Callable[[Session, int], Campaign], campaign_id: int) -> Response:
+    with gateway().db.transaction() as session:
+        found = action(session, campaign_id)
+        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+
+
 @bp.post("/api/v1/campaigns/<int:campaign_id>/cancel")
 @document(
     "post",
@@ -447,9 +455,7 @@ def read_campaign(campaign_id: int) -> Response:
 @require_token
 def cancel_campaign(campaign_id: int) -> Response:
     """Stop a scheduled, sending or paused campaign: nothing more of it is sent (409 once it is sent)."""
-    with gateway().db.transaction() as session:
-        found = camp.cancel_campaign(session, campaign_id)
-        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+    return _transition(camp.cancel_campaign, campaign_id)
 
 
 @bp.post("/api/v1/campaigns/<int:campaign_id>/pause")
@@ -463,9 +469,7 @@ def cancel_campaign(campaign_id: int) -> Response:
 @require_token
 def pause_campaign(campaign_id: int) -> Response:
     """Hold a scheduled or sending campaign's queued messages until it is resumed (409 once it is sent)."""
-    with gateway().db.transaction() as session:
-        found = camp.pause_campaign(session, campaign_id)
-        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+    return _transition(camp.pause_campaign, campaign_id)
 
 
 @bp.post("/api/v1/campaigns/<int:campaign_id>/resume")
@@ -479,6 +483,4 @@ def pause_campaign(campaign_id: int) -> Response:
 @require_token
 def resume_campaign(campaign_id: int) -> Response:
     """Queue a paused campaign's held messages again (409 while a safeguard hold on it is open)."""
-    with gateway().db.transaction() as session:
-        found = camp.resume_campaign(session, campaign_id)
-        return jsonify(campaign_out(found, camp.live_counts(session, found)))
+    return _transition(camp.resume_campaign, campaign_id)

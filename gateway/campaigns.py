@@ -210,19 +210,8 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
             f"campaign {campaign_id} is {campaign.status}; only a scheduled, sending or paused one can be "
             "cancelled"
         )
-    now = utcnow()
-    session.execute(
-        sa_update(CAMPAIGNS)
-        .where(CAMPAIGNS.c.id == campaign_id)
-        .values(status="cancelled", finished_at=now, updated_at=now, lease_until=None)
-    )
-    session.execute(
-        sa_update(OUTBOX)
-        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status.in_(("queued", "held")))
-        .values(status="cancelled")
-    )
-    session.refresh(campaign)
-    return campaign
+    values = {"status": "cancelled", "finished_at": utcnow(), "lease_until": None}
+    return _transition(session, campaign, values, ("queued", "held"), "cancelled")
 
 
 def pause_campaign(session: Session, campaign_id: int) -> Campaign:
@@ -236,17 +225,7 @@ def pause_campaign(session: Session, campaign_id: int) -> Campaign:
         raise ConflictError(
             f"campaign {campaign_id} is {campaign.status}; only a scheduled or sending one can be paused"
         )
-    # The campaign row first, as the fan-out and cancel do, so they serialise on it.
-    session.execute(
-        sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id).values(status="paused", updated_at=utcnow())
-    )
-    session.execute(
-        sa_update(OUTBOX)
-        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "queued")
-        .values(status="held")
-    )
-    session.refresh(campaign)
-    return campaign
+    return _transition(session, campaign, {"status": "paused"}, ("queued",), "held")
 
 
 def resume_campaign(session: Session, campaign_id: int) -> Campaign:
@@ -269,13 +248,21 @@ def resume_campaign(session: Session, campaign_id: int) -> Campaign:
     values: dict[str, Any] = {"status": "sending" if campaign.started_at is not None else "scheduled"}
     if campaign.fanned_out_at is None:
         values["lease_until"] = None
+    return _transition(session, campaign, values, ("held",), "queued")
+
+
+def _transition(
+    session: Session, campaign: Campaign, values: dict[str, Any], rows_from: tuple[str, ...], rows_to: str
+) -> Campaign:
+    # The campaign row first, as the fan-out does, so a transition and a fan-out chunk serialise on it;
+    # then its outbox rows in ``rows_from`` move to ``rows_to``.
     session.execute(
-        sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id).values(**values, updated_at=utcnow())
+        sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign.id).values(**values, updated_at=utcnow())
     )
     session.execute(
         sa_update(OUTBOX)
-        .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "held")
-        .values(status="queued")
+        .where(OUTBOX.c.campaign_id == campaign.id, OUTBOX.c.status.in_(rows_from))
+        .values(status=rows_to)
     )
     session.refresh(campaign)
     return campaign

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from sqlalchemy.orm import Session
 
 from gateway import campaigns as camp
 from gateway import contacts as svc
@@ -617,14 +618,18 @@ def campaigns_show(ctx: click.Context, campaign_id: int) -> None:
     _echo_json(_campaign_json(_gw(ctx), campaign_id))
 
 
+def _transition(ctx: click.Context, action: Callable[[Session, int], Campaign], campaign_id: int) -> None:
+    with _gw(ctx).db.transaction() as session:
+        found = action(session, campaign_id)
+    click.echo(f"campaign {campaign_id} {found.status}")
+
+
 @campaigns_cli.command("cancel")
 @click.argument("campaign_id", type=int)
 @click.pass_context
 def campaigns_cancel(ctx: click.Context, campaign_id: int) -> None:
     """Cancel a scheduled, sending or paused campaign."""
-    with _gw(ctx).db.transaction() as session:
-        found = camp.cancel_campaign(session, campaign_id)
-    click.echo(f"campaign {campaign_id} {found.status}")
+    _transition(ctx, camp.cancel_campaign, campaign_id)
 
 
 @campaigns_cli.command("pause")
@@ -632,9 +637,7 @@ def campaigns_cancel(ctx: click.Context, campaign_id: int) -> None:
 @click.pass_context
 def campaigns_pause(ctx: click.Context, campaign_id: int) -> None:
     """Pause a scheduled or sending campaign (its queued messages are held)."""
-    with _gw(ctx).db.transaction() as session:
-        found = camp.pause_campaign(session, campaign_id)
-    click.echo(f"campaign {campaign_id} {found.status}")
+    _transition(ctx, camp.pause_campaign, campaign_id)
 
 
 @campaigns_cli.command("resume")
@@ -642,9 +645,7 @@ def campaigns_pause(ctx: click.Context, campaign_id: int) -> None:
 @click.pass_context
 def campaigns_resume(ctx: click.Context, campaign_id: int) -> None:
     """Resume a paused campaign."""
-    with _gw(ctx).db.transaction() as session:
-        found = camp.resume_campaign(session, campaign_id)
-    click.echo(f"campaign {campaign_id} {found.status}")
+    _transition(ctx, camp.resume_campaign, campaign_id)
 
 
 @campaigns_cli.command("list")
