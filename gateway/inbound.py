@@ -1,7 +1,8 @@
 """The inbound path after verification: dedupe, reassemble, evaluate rules, perform actions.
 
+`prepare` does the pure part (normalising addresses, evaluating rules) before any transaction opens;
 `process` runs inside the caller's transaction; the webhook route commits once for all its messages and
-only then answers the provider, so a 2xx always means the effects are stored.
+only then answers the provider (and logs), so a 2xx always means the effects are stored.
 """
 
 from __future__ import annotations
