@@ -211,7 +211,7 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
             "cancelled"
         )
     values = {"status": "cancelled", "finished_at": utcnow(), "lease_until": None}
-    return _transition(session, campaign, values, ("queued", "held"), "cancelled")
+    return transition(session, campaign, values, ("queued", "held"), "cancelled")
 
 
 def pause_campaign(session: Session, campaign_id: int) -> Campaign:
@@ -225,7 +225,7 @@ def pause_campaign(session: Session, campaign_id: int) -> Campaign:
         raise ConflictError(
             f"campaign {campaign_id} is {campaign.status}; only a scheduled or sending one can be paused"
         )
-    return _transition(session, campaign, {"status": "paused"}, ("queued",), "held")
+    return transition(session, campaign, {"status": "paused"}, ("queued",), "held")
 
 
 def resume_campaign(session: Session, campaign_id: int) -> Campaign:
@@ -248,14 +248,15 @@ def resume_campaign(session: Session, campaign_id: int) -> Campaign:
     values: dict[str, Any] = {"status": "sending" if campaign.started_at is not None else "scheduled"}
     if campaign.fanned_out_at is None:
         values["lease_until"] = None
-    return _transition(session, campaign, values, ("held",), "queued")
+    return transition(session, campaign, values, ("held",), "queued")
 
 
-def _transition(
+def transition(
     session: Session, campaign: Campaign, values: dict[str, Any], rows_from: tuple[str, ...], rows_to: str
 ) -> Campaign:
-    # The campaign row first, as the fan-out does, so a transition and a fan-out chunk serialise on it;
-    # then its outbox rows in ``rows_from`` move to ``rows_to``.
+    """Update the campaign row with ``values``, then move its outbox rows in ``rows_from`` to ``rows_to``
+    (pause, resume, cancel, and the mass opt-out safeguard's hold and release)."""
+    # The campaign row first, as the fan-out does, so a transition and a fan-out chunk serialise on it.
     session.execute(
         sa_update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign.id).values(**values, updated_at=utcnow())
     )

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from gateway.fastpath import Prepared
+from gateway.fastpath import Prepared, with_defaults
 from gateway.messages import InboundMessage
 from gateway.models import (
     ALL_SCOPES,
@@ -175,7 +175,7 @@ def record_reply(session: Session, msg: InboundMessage, values: Mapping[str, Any
     from the number it texted. Deduplicated on (provider, provider_message_id), atomically.
     """
     now = utcnow()
-    row = {"recorded_at": now, "received_at": now, "raw": {}, "rule": None, **values}
+    row = with_defaults(_INBOUND, {"recorded_at": now, "received_at": now, "raw": {}, "rule": None, **values})
     row["campaign_id"] = _campaign_by_reference(session, msg)
     row["person"], row["ours"] = msg.sender, msg.recipient
     found: int | None = _insert_reply(session.get_bind().dialect.name).scalar(session, row)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from gateway.addresses import mask
+from gateway.campaigns import transition
 from gateway.contacts import ConflictError
 from gateway.errors import NotFoundError, PayloadError
 from gateway.models import (
@@ -182,14 +183,7 @@ def _pause(
     session.add(hold)
     if campaign.status in PAUSABLE:
         # A fan-out in progress stops at its next chunk (it only renews a campaign that is "sending").
-        session.execute(
-            update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign.id).values(status="paused", updated_at=now)
-        )
-        session.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.campaign_id == campaign.id, OUTBOX.c.status == "queued")
-            .values(status="held")
-        )
+        transition(session, campaign, {"status": "paused"}, ("queued",), "held")
     session.flush()
     log.warning(
         "campaign %s paused: %d of %d sends came back with a provider opt-out code (over %.0f%%); "
@@ -290,16 +284,7 @@ def _resolve(gw: Gateway, hold_id: int, confirmed: bool, actor: str, reason: str
             signal.state = verdict
         hold.status, hold.resolved_at, hold.resolved_by, hold.reason = verdict, now, actor, reason
         if campaign is not None and campaign.status == "paused" and hold.campaign_status in PAUSABLE:
-            session.execute(
-                update(CAMPAIGNS)
-                .where(CAMPAIGNS.c.id == hold.campaign_id)
-                .values(status=hold.campaign_status, updated_at=now)
-            )
-            session.execute(
-                update(OUTBOX)
-                .where(OUTBOX.c.campaign_id == hold.campaign_id, OUTBOX.c.status == "held")
-                .values(status="queued")
-            )
+            transition(session, campaign, {"status": hold.campaign_status}, ("held",), "queued")
         session.flush()
     log.info("hold %s %s by %s; campaign %s resumed", hold_id, verdict, actor, hold.campaign_id)
     return hold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -14,6 +15,7 @@ from gateway.errors import PayloadError
 from gateway.http import gateway, require_token
 from gateway.models import CampaignHold
 from gateway.openapi import document, parse_body
+from gateway.runtime import Gateway
 
 bp = Blueprint("api_safeguard", __name__)
 STATUSES = ("open", "confirmed", "dismissed")
@@ -98,10 +100,7 @@ def list_holds() -> Response:
 def confirm_hold(hold_id: int) -> Response:
     """Apply every held opt-out (ledgered) and resume the campaign; 409 when already decided."""
     data = parse_body(ConfirmIn)
-    gw = gateway()
-    hold = safeguard.confirm(gw, hold_id, data.actor or "api", data.reason)
-    with gw.db.read() as session:
-        return jsonify(hold_out(session, hold))
+    return _decided(lambda gw: safeguard.confirm(gw, hold_id, data.actor or "api", data.reason))
 
 
 @bp.post("/api/v1/safeguard/holds/<int:hold_id>/dismiss")
@@ -117,7 +116,11 @@ def confirm_hold(hold_id: int) -> Response:
 def dismiss_hold(hold_id: int) -> Response:
     """Discard every held opt-out with the reason in the ledger, resume the campaign; 409 when decided."""
     data = parse_body(DismissIn)
+    return _decided(lambda gw: safeguard.dismiss(gw, hold_id, data.actor or "api", data.reason))
+
+
+def _decided(decide: Callable[[Gateway], CampaignHold]) -> Response:
     gw = gateway()
-    hold = safeguard.dismiss(gw, hold_id, data.actor or "api", data.reason)
+    hold = decide(gw)
     with gw.db.read() as session:
         return jsonify(hold_out(session, hold))

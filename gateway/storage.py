@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from gateway.fastpath import Prepared, insert_ignore_statement, insert_statement, with_defaults
-from gateway.models import ALL_SCOPES, ConsentEvent, InboundRecord, OptOut, OutboxMessage, table, utcnow
+from gateway.models import ALL_SCOPES, ConsentEvent, OptOut, OutboxMessage, table, utcnow
 
 _OPT_OUTS = table(OptOut)
 _CONSENT_EVENTS = table(ConsentEvent)
@@ -74,15 +74,6 @@ def insert_ignore(session: Session, table: Table, values: Mapping[str, Any], con
     row = with_defaults(table, values)
     dialect = session.get_bind().dialect.name
     return insert_ignore_statement(dialect, table, tuple(row), tuple(conflict)).scalar(session, row)
-
-
-def record_inbound(session: Session, values: Mapping[str, Any]) -> int | None:
-    """Store an inbound message; its id, or None when (provider, provider_message_id) was seen before."""
-    now = utcnow()
-    row = {"received_at": now, "recorded_at": now, "raw": {}, **values}
-    conflict = ("provider", "provider_message_id")
-    result: int | None = insert_ignore(session, table(InboundRecord), row, conflict)
-    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from gateway.lists import record_reply
+from gateway.messages import InboundMessage
 from gateway.models import utcnow
-from gateway.storage import Evidence, active_opt_out, apply_consent, record_inbound
+from gateway.storage import Evidence, active_opt_out, apply_consent
 from tests.gateway.helpers import ledger
 
 A = "+14155550100"
@@ -51,8 +53,9 @@ def test_channels_are_independent(gw: Any) -> None:
 
 
 def test_record_inbound_is_idempotent(gw: Any) -> None:
+    msg = InboundMessage(provider="twilio", provider_message_id="SM1", sender=A, recipient="+1", text="x")
     row = {"provider": "twilio", "provider_message_id": "SM1", "sender": A, "recipient": "+1", "text": "x"}
     with gw.db.transaction() as s:
-        first = record_inbound(s, row)
-        second = record_inbound(s, row)
+        first = record_reply(s, msg, row)
+        second = record_reply(s, msg, row)
     assert first is not None and second is None
