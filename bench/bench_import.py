@@ -46,23 +46,31 @@ most {RATIO_TARGET}x the baseline's time, peak memory under {MEMORY_TARGET_MB} M
 """
 
 NOTES = """
-Where the time goes when a target is missed (PostgreSQL; re-measured 2026-11-27 on 300,000 rows with the
-machine otherwise idle: bare loop 8.5 s, import 16.5 s, ratio 1.95). Per row: the bare loop costs about
-28 µs of CPU (nearly all in `phonenumbers`), the importer's own parsing about 33-36 µs (names, custom
-fields, the email column, building the batch), its writer thread about 8 µs (encoding the batch as one
-JSON parameter, psycopg), and the server about 24 µs: `EXPLAIN ANALYZE` of one 10,000-row batch shows
-the contact insert 90 ms, the membership insert 47 ms and the two foreign-key checks of every membership
-row (to `contacts` and to `contact_lists`) 102 ms of 244 ms. Parsing and writing overlap (one writer
-thread), but on two cores the parsing thread, the writer and the server process compete, and the
-process used 61 µs of CPU per row against the 41 µs the same work takes single-threaded. The
-constraints are kept. Reading and parsing alone (the CSV, `_Importer.parse`, no database) cost about 42 µs per
-row against the bare loop's 28, so on this machine the target leaves the database almost no time.
-Tried and not kept: parsing in a worker process past the first 20,000 rows (same result, 1.94-2.20, and
-262 MB with the worker's memory counted: the worker then parsed at 59 µs per row, sharing two cores with
-the importing process and the server). SQLite raises its page cache to 64 MB on the importing
+How the import got within the target (2026-12-08; per-row figures from 300,000-row runs with the machine
+otherwise idle, the bare loop at 22-24 µs a row, nearly all of it in `phonenumbers`). Before, the import
+took 1.8-1.9x on SQLite and 1.7-1.9x on PostgreSQL (an earlier 1.42 on SQLite came from a slow baseline run):
+- Parsed rows were objects the cyclic garbage collector tracked; a batch of 10,000 of them in memory made
+  its collections cost 2.5 µs a row (9 full collections per 300,000 rows, 55 ms each). Rows are now flat
+  tuples of strings, which it stops tracking: 0.1 µs a row. With the column positions resolved once
+  and no per-row helper calls, parsing costs 26-29 µs a row, not 33-35.
+- The writer thread built a dict per row and encoded it (5.4 µs a row, holding the interpreter lock the
+  parser needs); the rows are now encoded as they are, in C, and the database builds each contact's
+  custom fields object (PostgreSQL `jsonb_object`, SQLite `json_patch`): 1.3 µs a row.
+- SQLite: the contact insert returned a row per new contact (`RETURNING`), and the driver takes the
+  interpreter lock back for every row returned while the parser holds it: the statement took 26.6 µs a
+  row of wall time for 7 of CPU. Three set-based statements that return no row per contact (the batch's
+  conflicts first, under the write lock; the insert; the list join by address) take 8.1.
+- The writer needs the interpreter lock back after each database round trip, and CPython hands it over
+  every 5 ms: on PostgreSQL that made the writer, not the parser, the slow side (writer 32-38 µs a row of
+  wall time). While an import runs the switch interval is 1 ms (restored after): 26 µs a row.
+- Parser and writer then took about as long per batch, and with one batch handed over at a time each
+  waited for the other at every batch. Two batches may now wait for the writer, and the first batches are
+  smaller (1,250 rows, doubling up to 10,000), so writing starts sooner.
+PostgreSQL's side of a 10,000-row batch (`EXPLAIN ANALYZE`): 225 ms, of which the two foreign-key checks
+of every membership row 89 ms and the contact insert with its three unique indexes about 60 ms; it runs
+on the other core while the next batch is parsed. SQLite raises its page cache to 64 MB on the importing
 connection (its 2 MB default thrashes once the contact indexes outgrow it), which is most of its higher
-peak memory. The machine's other work shows in these figures: the ratios come from interleaved runs of
-the same moment.
+peak memory. Tried before and not kept: parsing in a worker process (same ratio, 262 MB with the worker).
 """
 
 

@@ -9,18 +9,22 @@ optional. Rows naming a contact that exists (or appeared earlier in the file) up
 replace, custom fields merge. People on the Opt-Out List for the list's channel and scope are skipped unless
 ``include_opted_out``. Every row that is not imported is reported with its row number, column, value and
 reason; no row is dropped silently. Row numbers count the header as row 1, as a spreadsheet shows them.
-Rejects are reported as they are found (parsing runs one batch ahead of writing): sort by row for order.
+Rejects are reported as they are found (parsing runs ahead of writing): sort by row for order.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import io
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import bindparam, select, update
@@ -34,6 +38,7 @@ from gateway.runtime import Gateway
 from gateway.storage import covering_scopes
 
 BATCH_SIZE = 10_000
+QUEUED_BATCHES = 2
 SQLITE_CACHE_KIB = 64 * 1024
 NAME_MAX = 200
 # Header spellings recognised without a --map (compared lower-cased, with spaces and dashes as underscores).
@@ -75,14 +80,18 @@ class ImportReport:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class _Row:
-    row: int
-    primary: str
-    secondary: str | None
-    first_name: str | None
-    last_name: str | None
-    fields: dict[str, str] = field(default_factory=dict)
+# A parsed row: (row number, primary address, secondary address, first name, last name, then the value of
+# each custom field column in header order, None where empty). A flat tuple of strings on purpose: the cyclic
+# garbage collector stops tracking a tuple whose items it cannot track (unless it is an instance of a tuple
+# subclass, or holds a tracked object such as a dict or a still-tracked tuple), so a batch of 10,000 parsed
+# rows adds nothing to its scans. With a tracked object per row, collections cost about 2.5 µs a row.
+_Row = tuple[Any, ...]
+_CUSTOM = 5  # where the custom field values start in a `_Row`
+
+
+def _merged(earlier: _Row, later: _Row) -> _Row:
+    """The same person twice in a batch: one contact, ``later``'s non-empty values on top."""
+    return earlier[:2] + tuple([b or a for a, b in zip(earlier[2:], later[2:], strict=True)])
 
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:
@@ -176,16 +185,18 @@ class _Importer:
         self.channel = target.channel
         self.primary_col = "phone" if self.channel == "sms" else "email"
         self.secondary_col = "email" if self.channel == "sms" else "phone"
+        self.sms = self.channel == "sms"
         # Column positions, worked out once: the per-row work is then plain indexing.
         where = {target_: i for i, target_ in enumerate(plan) if target_ in ALIASES}
         self.at_primary = where[self.primary_col]
         self.at_secondary = where.get(self.secondary_col)
-        self.at_names = [(i, t) for t, i in where.items() if t in ("first_name", "last_name")]
-        self.at_custom = [
-            (i, t.removeprefix("fields.")) for i, t in enumerate(plan) if t.startswith("fields.")
-        ]
+        self.at_first = where.get("first_name")
+        self.at_last = where.get("last_name")
+        self.at_custom = [i for i, t in enumerate(plan) if t.startswith("fields.")]
+        self.custom_names = [plan[i].removeprefix("fields.") for i in self.at_custom]
         self.report = ImportReport(list_id=target.id)
         self.lock = threading.Lock()
+        self.failed = False
         self.sqlite = gw.db.dialect == "sqlite"
 
     # -- parsing -------------------------------------------------------------------------------------
@@ -197,51 +208,67 @@ class _Importer:
             if self.on_reject is not None:
                 self.on_reject(Reject(row, column, value, reason))
 
-    def _address(self, kind: str, raw: str) -> str:
-        return normalize_phone(raw, self.region) if kind == "phone" else normalize_email(raw)
-
     def parse(self, number: int, values: list[str]) -> _Row | None:
-        n = len(values)
-        if n > self.width and any(v.strip() for v in values[self.width :]):
-            self.reject(number, "", ",".join(values), f"{n} values but the header has {self.width}")
-            return None
+        """One CSV record as a `_Row`, or None after reporting why it was rejected."""
+        # Runs once per row of files of millions of rows: plain indexing into positions worked out once.
+        width, n = self.width, len(values)
+        if n != width:
+            if n > width and any(v.strip() for v in values[width:]):
+                self.reject(number, "", ",".join(values), f"{n} values but the header has {width}")
+                return None
+            values = values[:width] if n > width else values + [""] * (width - n)
         if "\ufffd" in "".join(values):
             bad = next(i for i, v in enumerate(values) if "\ufffd" in v)
-            self.reject(
-                number, self.header[bad] if bad < self.width else "", values[bad], "not valid UTF-8 text"
-            )
+            self.reject(number, self.header[bad], values[bad], "not valid UTF-8 text")
             return None
-        names: dict[str, str] = {}
-        for i, target in self.at_names:
-            value = values[i].strip() if i < n else ""
-            if len(value) > NAME_MAX:
-                self.reject(number, self.header[i], value[:50], f"{target} longer than {NAME_MAX} characters")
-                return None
-            if value:
-                names[target] = value
-        custom = {name: v for i, name in self.at_custom if i < n and (v := values[i].strip())}
-        raw_primary = values[self.at_primary].strip() if self.at_primary < n else ""
-        if not raw_primary:
-            self.reject(number, self.header[self.at_primary], "", f"missing {self.primary_col}")
+        # The row has the header's width now (checked above): every position below is a valid index.
+        first = values[self.at_first].strip() if self.at_first is not None else ""
+        last = values[self.at_last].strip() if self.at_last is not None else ""
+        if len(first) > NAME_MAX or len(last) > NAME_MAX:
+            at, target = (
+                (self.at_first, "first_name") if len(first) > NAME_MAX else (self.at_last, "last_name")
+            )
+            assert at is not None
+            value = values[at].strip()
+            self.reject(number, self.header[at], value[:50], f"{target} longer than {NAME_MAX} characters")
+            return None
+        custom = [values[i].strip() or None for i in self.at_custom]
+        at = self.at_primary
+        raw = values[at].strip()
+        if not raw:
+            self.reject(number, self.header[at], "", f"missing {self.primary_col}")
             return None
         try:
-            primary = self._address(self.primary_col, raw_primary)
+            primary = normalize_phone(raw, self.region) if self.sms else normalize_email(raw)
         except InvalidAddressError:
-            self.reject(number, self.header[self.at_primary], raw_primary, f"invalid {self.primary_col}")
+            self.reject(number, self.header[at], raw, f"invalid {self.primary_col}")
             return None
         secondary = None
-        at = self.at_secondary
-        raw_secondary = values[at].strip() if at is not None and at < n else ""
-        if raw_secondary:
+        at2 = self.at_secondary
+        if at2 is not None and (raw := values[at2].strip()):
             try:
-                secondary = self._address(self.secondary_col, raw_secondary)
+                secondary = normalize_email(raw) if self.sms else normalize_phone(raw, self.region)
             except InvalidAddressError:
-                assert at is not None
-                self.reject(number, self.header[at], raw_secondary, f"invalid {self.secondary_col}")
+                self.reject(number, self.header[at2], raw, f"invalid {self.secondary_col}")
                 return None
-        return _Row(number, primary, secondary, names.get("first_name"), names.get("last_name"), custom)
+        return (number, primary, secondary, first or None, last or None, *custom)
+
+    def _fields(self, row: _Row) -> dict[str, str]:
+        """The row's non-empty custom fields by name."""
+        return {name: v for name, v in zip(self.custom_names, row[_CUSTOM:], strict=True) if v}
 
     # -- writing -------------------------------------------------------------------------------------
+
+    def write(self, batch: dict[str, _Row]) -> None:
+        """`flush` on the writer thread; once a batch failed, the batches queued behind it are not written
+        (the failure reaches the parsing thread, which stops the import)."""
+        if self.failed:
+            return
+        try:
+            self.flush(batch)
+        except BaseException:
+            self.failed = True
+            raise
 
     def flush(self, batch: dict[str, _Row]) -> None:
         if not batch:
@@ -260,11 +287,11 @@ class _Importer:
     def _without_opted_out(self, session: Session, rows: list[_Row]) -> list[_Row]:
         if self.include_opted_out:
             return rows
-        out = self._opted_out(session, self.channel, [r.primary for r in rows])
+        out = self._opted_out(session, self.channel, [r[1] for r in rows])
         if self.gw.settings.compliance.cross_channel:
             other = "email" if self.channel == "sms" else "sms"
-            out |= self._opted_out(session, other, [r.secondary for r in rows if r.secondary])
-        kept = [r for r in rows if r.primary not in out and (r.secondary is None or r.secondary not in out)]
+            out |= self._opted_out(session, other, [r[2] for r in rows if r[2]])
+        kept = [r for r in rows if r[1] not in out and (r[2] is None or r[2] not in out)]
         self.report.skipped_opted_out += len(rows) - len(kept)
         return kept
 
@@ -308,36 +335,38 @@ class _Importer:
         claimed: dict[str, str] = {}  # secondary address -> primary of the first row in this batch with it
         candidates = []
         for r in rows:
-            if r.secondary and claimed.setdefault(r.secondary, r.primary) != r.primary:
+            number, primary, secondary = r[:3]
+            if secondary and claimed.setdefault(secondary, primary) != primary:
                 reason = f"{sec} repeated in this file for another {prim}"
-                self.reject(r.row, self._column(sec), r.secondary, reason)
+                self.reject(number, self._column(sec), secondary, reason)
             else:
                 candidates.append(r)
         ids, joined, created, left = self._create(session, candidates)
         self.report.created += created
-        leftovers = [r for r in candidates if r.primary in left]
+        leftovers = [r for r in candidates if r[1] in left]
         if not leftovers:
             return ids, joined, created
-        by_primary = self._existing(session, prim, [r.primary for r in leftovers])
-        by_secondary = self._existing(session, sec, [r.secondary for r in leftovers if r.secondary])
+        by_primary = self._existing(session, prim, [r[1] for r in leftovers])
+        by_secondary = self._existing(session, sec, [r[2] for r in leftovers if r[2]])
         updates: list[tuple[dict[str, Any], _Row]] = []
         for r in leftovers:
-            existing = by_primary.get(r.primary)
-            owner = by_secondary.get(r.secondary) if r.secondary else None
+            number, primary, secondary = r[:3]
+            existing = by_primary.get(primary)
+            owner = by_secondary.get(secondary) if secondary else None
             if owner is not None and (existing is None or owner["id"] != existing["id"]):
                 if existing is None and owner[prim] is None:
                     existing = owner  # the same person, known so far only by the other address
                 else:
                     self.reject(
-                        r.row,
+                        number,
                         self._column(sec),
-                        r.secondary or "",
+                        secondary or "",
                         f"{sec} already belongs to contact {owner['id']}",
                     )
                     continue
             if existing is None:  # its other address was taken by a concurrent writer after our insert
                 self.reject(
-                    r.row, self._column(sec), r.secondary or "", f"{sec} already belongs to another contact"
+                    number, self._column(sec), secondary or "", f"{sec} already belongs to another contact"
                 )
                 continue
             updates.append((existing, r))
@@ -365,54 +394,91 @@ class _Importer:
             return [], 0, 0, set()
         prim, sec = self.primary_col, self.secondary_col
         columns = f"{prim}, {sec}, first_name, last_name, fields, created_at, updated_at"
-        records = json.dumps(
-            [
-                {"p": r.primary, "s": r.secondary, "f": r.first_name, "l": r.last_name, "j": r.fields}
-                for r in rows
-            ]
-        )
         now = utcnow()
-        # Only fixed column names are formatted into the SQL; every value is a bound parameter.
+        # Only fixed column names and positions are formatted into the SQL; every value is a bound parameter.
+        # The rows go as they are, one JSON array each (encoded in C, no Python work per row: the writer
+        # shares the interpreter with the parser); the database builds the custom fields object.
+        records = json.dumps(rows)
         if self.sqlite:
-            # SQLite keeps UTC timestamps as text in SQLAlchemy's format; give the driver exactly that.
-            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-            sql = (
-                f"INSERT INTO contacts ({columns}) SELECT json_extract(value, '$.p'), "  # noqa: S608
-                "json_extract(value, '$.s'), json_extract(value, '$.f'), json_extract(value, '$.l'), "
-                "json_extract(value, '$.j'), ?, ? "
-                f"FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING {prim}, id"
-            )
-            created = dict(self._execute(session, sql, (stamp, stamp, records)))
-            return list(created.values()), 0, len(created), {r.primary for r in rows} - created.keys()
-        # PostgreSQL: insert and join the list in one statement and one round trip, returning only the
-        # counts and the (usually no) addresses that already had a contact, not a row per new contact.
+            return self._create_sqlite(session, rows, records, columns, now)
+        # PostgreSQL: insert and join the list in one statement and one round trip, returning only the counts
+        # and the (usually no) addresses that already had a contact, not a row per new contact.
+        if self.custom_names:
+            values = ", ".join(f"r->>{_CUSTOM + k}" for k in range(len(self.custom_names)))
+            fields = f"jsonb_strip_nulls(jsonb_object(%(names)s::text[], ARRAY[{values}]))::json"
+        else:
+            fields = "'{}'::json"
         sql = (
-            "WITH input AS (SELECT * FROM json_to_recordset(%s::json) "  # noqa: S608
-            "AS u(p text, s text, f text, l text, j json)), "
-            f"new AS (INSERT INTO contacts ({columns}) SELECT p, s, f, l, j, %s, %s FROM input "
+            "WITH input AS (SELECT r->>1 AS p, r->>2 AS s, r->>3 AS f, r->>4 AS l, "  # noqa: S608
+            f"{fields} AS j FROM jsonb_array_elements(%(rows)s::jsonb) AS e(r)), "
+            f"new AS (INSERT INTO contacts ({columns}) SELECT p, s, f, l, j, %(now)s, %(now)s FROM input "
             f"ON CONFLICT DO NOTHING RETURNING id, {prim}), "
-            "joined AS (INSERT INTO list_members (list_id, contact_id, added_at) SELECT %s, id, %s FROM new "
-            "ON CONFLICT DO NOTHING RETURNING contact_id) "
+            "joined AS (INSERT INTO list_members (list_id, contact_id, added_at) "
+            "SELECT %(list)s, id, %(now)s FROM new ON CONFLICT DO NOTHING RETURNING contact_id) "
             "SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM joined), "
             f"(SELECT coalesce(json_agg(i.p), '[]') FROM input i LEFT JOIN new n ON n.{prim} = i.p "
             "WHERE n.id IS NULL)"
         )
-        [(created_n, joined_n, left)] = self._execute(
-            session, sql, (records, now, now, self.report.list_id, now)
-        )
+        params = {
+            "rows": json.dumps(rows),
+            "names": self.custom_names,
+            "now": now,
+            "list": self.report.list_id,
+        }
+        [(created_n, joined_n, left)] = self._execute(session, sql, params)
         return [], int(joined_n), int(created_n), set(left)
+
+    def _create_sqlite(
+        self, session: Session, rows: list[_Row], records: str, columns: str, now: datetime
+    ) -> tuple[list[int], int, int, set[str]]:
+        """`_create` on SQLite, in three set-based statements that return no row per contact: the Python
+        driver takes the interpreter lock back for every row a statement returns, and the parsing thread
+        holds it, so a ``RETURNING`` row per new contact made the writer wait ten thousand times a batch."""
+        prim, sec = self.primary_col, self.secondary_col
+        # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): which rows would conflict with an
+        # existing contact cannot change between this query and the insert.
+        sql = (
+            "SELECT json_group_array(json_extract(value, '$[1]')) FROM json_each(?) "  # noqa: S608
+            f"WHERE EXISTS (SELECT 1 FROM contacts WHERE {prim} = json_extract(value, '$[1]')) "
+            f"OR EXISTS (SELECT 1 FROM contacts WHERE {sec} = json_extract(value, '$[2]'))"
+        )
+        [(clashing,)] = self._execute(session, sql, (records,))
+        left = set(json.loads(clashing))
+        if left:
+            records = json.dumps([r for r in rows if r[1] not in left])
+        # Custom fields: an object of the non-empty values (json_patch drops the keys whose value is null).
+        pairs = ", ".join(
+            f"?, json_extract(value, '$[{_CUSTOM + k}]')" for k in range(len(self.custom_names))
+        )
+        fields = f"json_patch('{{}}', json_object({pairs}))" if pairs else "'{}'"
+        # SQLite keeps UTC timestamps as text in SQLAlchemy's format; give the driver exactly that.
+        stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        sql = (
+            f"INSERT INTO contacts ({columns}) SELECT json_extract(value, '$[1]'), "  # noqa: S608
+            "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+            f"{fields}, ?, ? FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+        )
+        created = int(self._execute(session, sql, (*self.custom_names, stamp, stamp, records)))
+        sql = (
+            "INSERT INTO list_members (list_id, contact_id, added_at) SELECT ?, c.id, ? "  # noqa: S608
+            f"FROM json_each(?) AS j JOIN contacts AS c ON c.{prim} = json_extract(j.value, '$[1]') "
+            "WHERE true ON CONFLICT DO NOTHING"
+        )
+        joined = int(self._execute(session, sql, (self.report.list_id, stamp, records)))
+        return [], joined, created, left
 
     def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> None:
         changed: list[dict[str, Any]] = []
         now = utcnow()
         for existing, r in updates:
+            _, primary, secondary, first, last = r[:_CUSTOM]
             new = {
                 "b_id": existing["id"],
-                "b_phone": r.primary if self.primary_col == "phone" else (r.secondary or existing["phone"]),
-                "b_email": r.primary if self.primary_col == "email" else (r.secondary or existing["email"]),
-                "b_first": r.first_name or existing["first_name"],
-                "b_last": r.last_name or existing["last_name"],
-                "b_fields": {**(existing["fields"] or {}), **r.fields},
+                "b_phone": primary if self.primary_col == "phone" else (secondary or existing["phone"]),
+                "b_email": primary if self.primary_col == "email" else (secondary or existing["email"]),
+                "b_first": first or existing["first_name"],
+                "b_last": last or existing["last_name"],
+                "b_fields": {**(existing["fields"] or {}), **self._fields(r)},
                 "b_now": now,
             }
             old = (
@@ -461,6 +527,35 @@ class _Importer:
         return int(self._execute(session, sql, params))
 
 
+# While an import runs, the interpreter lock changes hands every millisecond instead of every 5 (CPython's
+# default). The writer thread needs the lock back after each database round trip (pool checkout, BEGIN,
+# each statement, COMMIT) while the parsing thread is busy in pure Python; at 5 ms per hand-over these waits
+# made the writer, not the parser, the slow side of the pipeline (measured: 34.7-39.2 against 32.2-33.6 µs
+# a row on PostgreSQL; docs/benchmarks.md). Process-wide, so it is counted: the last import to finish
+# restores the previous value. Other threads of the process only see shorter time slices meanwhile.
+_HANDOFF_SECONDS = 0.001
+_handoff_lock = threading.Lock()
+_handoff_users = 0
+_handoff_saved = 0.0
+
+
+@contextlib.contextmanager
+def _quick_handoff() -> Iterator[None]:
+    global _handoff_users, _handoff_saved
+    with _handoff_lock:
+        if _handoff_users == 0:
+            _handoff_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_handoff_saved, _HANDOFF_SECONDS))
+        _handoff_users += 1
+    try:
+        yield
+    finally:
+        with _handoff_lock:
+            _handoff_users -= 1
+            if _handoff_users == 0:
+                sys.setswitchinterval(_handoff_saved)
+
+
 def open_text(stream: IO[bytes], on_progress: Callable[[int], None] | None = None) -> IO[str]:
     """A byte stream as CSV-ready text: UTF-8 (a BOM is skipped), undecodable bytes as U+FFFD so the rows
     holding them are rejected one by one rather than the whole file failing half-way."""
@@ -506,32 +601,33 @@ def import_csv(
     plan = column_plan(header, mapping or {}, target.channel)
     importer = _Importer(gw, target, header, plan, include_opted_out, on_reject)
     batch: dict[str, _Row] = {}
-    # One writer thread stores batch N while this thread parses batch N + 1: normalising numbers is CPU
-    # work, storing is mostly waiting for the database, and both drivers release the GIL while they wait.
-    # Batches are still written one after another, in file order, and at most two are in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
-        pending: Future[None] | None = None
+    # One writer thread stores earlier batches while this thread parses the next: normalising numbers is
+    # CPU work, storing is mostly waiting for the database, and both drivers release the GIL while they
+    # wait. Batches are written one after another, in file order. Up to QUEUED_BATCHES wait for the writer,
+    # so the two sides, which take about as long per batch, do not stall each other at every batch (a
+    # handful of batches in memory, not a file). The first batches are smaller, so writing starts sooner.
+    size = max(1, batch_size // 8)
+    pending: collections.deque[Future[None]] = collections.deque()
+    with _quick_handoff(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
         for number, values in records:
             importer.report.rows += 1
             parsed = importer.parse(number, values)
             if parsed is None:
                 continue
-            seen = batch.get(parsed.primary)
+            primary = parsed[1]
+            seen = batch.get(primary)
             if seen is not None:
-                # The same person twice in a batch: one contact, later non-empty values win.
                 importer.report.duplicates_merged += 1
-                seen.secondary = parsed.secondary or seen.secondary
-                seen.first_name = parsed.first_name or seen.first_name
-                seen.last_name = parsed.last_name or seen.last_name
-                seen.fields.update(parsed.fields)
+                batch[primary] = _merged(seen, parsed)
                 continue
-            batch[parsed.primary] = parsed
-            if len(batch) >= batch_size:
-                if pending is not None:
-                    pending.result()  # re-raises a failed batch here
-                pending = writer.submit(importer.flush, batch)
+            batch[primary] = parsed
+            if len(batch) >= size:
+                if len(pending) >= QUEUED_BATCHES:
+                    pending.popleft().result()  # re-raises a failed batch here
+                pending.append(writer.submit(importer.write, batch))
                 batch = {}
-        if pending is not None:
-            pending.result()
+                size = min(batch_size, size * 2)
+        while pending:
+            pending.popleft().result()
     importer.flush(batch)
     return importer.report

@@ -59,6 +59,16 @@ def test_reimport_updates_instead_of_duplicating(client: Any, gw: Any) -> None:
     assert ann["fields"] == {"since": "2020", "plan": "silver"}
 
 
+def test_custom_fields_merge_per_column_and_short_rows_have_none(client: Any, gw: Any) -> None:
+    make_list(client)
+    text = 'phone,Plan,"Re\'gion ""x"""\n4155550100,gold,\n4155550100,,west\n4155550101\n4155550102,,\n'
+    report, rejects = run(gw, text)
+    assert rejects == [] and report.created == 3 and report.duplicates_merged == 1
+    found = contacts(client)
+    assert found["+14155550100"]["fields"] == {"Plan": "gold", 'Re\'gion "x"': "west"}
+    assert found["+14155550101"]["fields"] == {} and found["+14155550102"]["fields"] == {}
+
+
 def test_duplicates_across_batches_are_one_contact(client: Any, gw: Any) -> None:
     make_list(client)
     rows = "".join(f"415555{i % 7:04d}\n" for i in range(30))
@@ -185,3 +195,59 @@ def test_cross_channel_policy_skips_people_opted_out_on_the_other_channel(config
         assert "+14155550100" not in contacts(client)
     finally:
         gw.db.dispose()
+
+
+def test_import_shortens_the_interpreter_switch_interval_while_it_runs(client: Any, gw: Any) -> None:
+    import sys
+
+    from gateway import importer
+
+    make_list(client)
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    text = io.BytesIO(b"phone\n12\n4155550100\n")
+    report = import_csv(gw, text, "Customers", on_reject=lambda _: seen.append(sys.getswitchinterval()))
+    assert report.rejected == 1 and seen == [min(before, importer._HANDOFF_SECONDS)]
+    assert sys.getswitchinterval() == before
+    # Overlapping imports: only the last one to finish restores the value.
+    with importer._quick_handoff():
+        with importer._quick_handoff():
+            pass
+        assert sys.getswitchinterval() == min(before, importer._HANDOFF_SECONDS)
+    assert sys.getswitchinterval() == before
+
+
+def test_overlong_names_are_rejected_with_their_column(client: Any, gw: Any) -> None:
+    make_list(client)
+    long = "x" * 201
+    text = f"First,Last,Phone\n{long},,4155550100\nAnn,{long},4155550101\nBo,{'y' * 200},4155550102\n"
+    report, rejects = run(gw, text)
+    assert [(r.row, r.column, r.value, r.reason) for r in rejects] == [
+        (2, "First", "x" * 50, "first_name longer than 200 characters"),
+        (3, "Last", "x" * 50, "last_name longer than 200 characters"),
+    ]
+    assert report.created == 1 and contacts(client)["+14155550102"]["last_name"] == "y" * 200
+
+
+def test_a_failed_batch_stops_the_import_and_the_batches_queued_behind_it(
+    client: Any, gw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import importer
+
+    make_list(client)
+    written: list[int] = []
+    real_flush = importer._Importer.flush
+
+    def flush(self: Any, batch: dict[str, Any]) -> None:
+        written.append(len(batch))
+        if len(written) == 2:
+            raise RuntimeError("database went away")
+        real_flush(self, batch)
+
+    monkeypatch.setattr(importer._Importer, "flush", flush)
+    rows = "".join(f"41555501{i:02d}\n" for i in range(40))
+    with pytest.raises(RuntimeError, match="went away"):
+        run(gw, "phone\n" + rows, batch_size=8)
+    # Batches of 1, 2, 4, 8 ... rows: the first was stored, the second failed, nothing after it was tried.
+    assert written == [1, 2]
+    assert len(contacts(client)) == 1
