@@ -7,6 +7,10 @@ with its own MessageSid so deduplication never short-circuits the path; afterwar
 checked to prove every answered request stored its message. Rounds alternate bare and gateway runs, and
 the medians are reported.
 
+A third server runs in the same rounds: the floor (`bench.floor_app`), the same work written as directly
+as the stack allows (the SDK's signature check, `phonenumbers`, hand-written SQL on the bare driver). Its
+ratio is the ceiling for any implementation of this path in Flask and Python on the machine.
+
 Target (issue 6): the gateway reaches at least 50% of the bare endpoint's requests/s, with p99 under
 25 ms at 16 connections, on SQLite and on PostgreSQL.
 """
@@ -132,10 +136,10 @@ def _wait_ready(base: str, proc: subprocess.Popen[Any], deadline: float = 60.0) 
 
 
 def _servers(tmp: Path, db_url: str, workers: int) -> tuple[dict[str, Any], list[subprocess.Popen[Any]]]:
-    """Migrate, then start the gateway and the bare app; {name: (base URL)} and the processes."""
+    """Migrate, then start the gateway, the bare app and the floor; {name: base URL} and the processes."""
     from gateway.cli import _gunicorn_args
 
-    gw_port, bare_port = free_port(), free_port()
+    gw_port, bare_port, floor_port = free_port(), free_port(), free_port()
     config = _config(tmp, db_url, gw_port)
     env = {
         **os.environ,
@@ -159,11 +163,18 @@ def _servers(tmp: Path, db_url: str, workers: int) -> tuple[dict[str, Any], list
     # The same gunicorn flags as `optout serve`, with only the application swapped.
     bare_args = [*_gunicorn_args("127.0.0.1", bare_port, workers)[:-1], "bench.bare_app:app"]
     bare = subprocess.Popen(bare_args, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
-    procs = [gateway, bare]
-    bases = {"gateway": f"http://127.0.0.1:{gw_port}", "bare": f"http://127.0.0.1:{bare_port}"}
+    floor_args = [*_gunicorn_args("127.0.0.1", floor_port, workers)[:-1], "bench.floor_app:app"]
+    floor_env = {**env, "FLOOR_DATABASE_URL": db_url}
+    floor = subprocess.Popen(floor_args, env=floor_env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+    procs = [gateway, bare, floor]
+    bases = {
+        "gateway": f"http://127.0.0.1:{gw_port}",
+        "bare": f"http://127.0.0.1:{bare_port}",
+        "floor": f"http://127.0.0.1:{floor_port}",
+    }
     try:
-        _wait_ready(bases["gateway"], gateway)
-        _wait_ready(bases["bare"], bare)
+        for name, proc in zip(bases, procs, strict=True):
+            _wait_ready(bases[name], proc)
     except Exception:
         for proc in procs:
             stop(proc)
@@ -194,8 +205,9 @@ def _effects(db_url: str) -> dict[str, int]:
     db = Database(db_url)
     try:
         with db.read() as session:
+            # The floor app's rows (scope "floor") are not the gateway's.
             return {
-                name: int(session.execute(select(func.count()).select_from(model)).scalar_one())
+                name: int(session.execute(select(func.count()).where(model.scope != "floor")).scalar_one())
                 for name, model in (("opt_outs", OptOut), ("ledger", ConsentEvent), ("outbox", OutboxMessage))
             }
     finally:
@@ -213,7 +225,7 @@ def measure(
     rounds: int,
     tool: str,
 ) -> Row:
-    """Bare vs gateway on one database; one summary row."""
+    """Bare vs gateway vs floor on one database; one summary row."""
     bases, procs = _servers(tmp, db_url, workers)
     senders = 20_000
     try:
@@ -223,13 +235,14 @@ def measure(
             n: write_requests(tmp / f"warm-{n}.txt", u, f"W{n[0]}", 3000, senders) for n, u in urls.items()
         }
         run_load(urls["bare"], warm["bare"], connections, 2, tool)
+        run_load(urls["floor"], warm["floor"], connections, 2, tool)
         estimate = run_load(urls["gateway"], warm["gateway"], connections, 2, tool)
         # Enough distinct messages that no round repeats one (a repeat would be a cheap duplicate).
         per_round = max(5000, int(estimate.rps * seconds * 3))
-        results: dict[str, list[LoadResult]] = {"bare": [], "gateway": []}
+        results: dict[str, list[LoadResult]] = {"bare": [], "gateway": [], "floor": []}
         short: list[str] = []
         for r in range(rounds):
-            for name in ("bare", "gateway"):
+            for name in ("bare", "gateway", "floor"):
                 reqs = write_requests(
                     tmp / f"{name}-{r}.txt", urls[name], f"R{r}{name[0]}", per_round, senders
                 )
@@ -248,6 +261,7 @@ def measure(
     bare_rps = statistics.median(r.rps for r in results["bare"])
     gw_rps = statistics.median(r.rps for r in results["gateway"])
     gw_p99 = statistics.median(r.p99_ms for r in results["gateway"])
+    floor_rps = statistics.median(r.rps for r in results["floor"])
     errors = sum(r.errors for rs in results.values() for r in rs)
     ratio = gw_rps / bare_rps if bare_rps else 0.0
     if short:
@@ -261,6 +275,9 @@ def measure(
         "gateway p50 ms": statistics.median(r.p50_ms for r in results["gateway"]),
         "gateway p99 ms": gw_p99,
         "ratio": ratio,
+        "floor req/s": floor_rps,
+        "floor p99 ms": statistics.median(r.p99_ms for r in results["floor"]),
+        "floor ratio": floor_rps / bare_rps if bare_rps else 0.0,
         "errors": errors,
         "all stored": not short,
         f"ratio ≥ {RATIO_TARGET}": ratio >= RATIO_TARGET,
@@ -307,11 +324,15 @@ def method(connections: int, workers: int, seconds: float, rounds: int, tool: st
         "wrk (1 thread)" if tool == "wrk" or (tool == "auto" and have_wrk()) else "a threaded Python client"
     )
     return (
-        f"gunicorn, {workers} sync workers for both servers; load from {loader} with {connections} "
+        f"gunicorn, {workers} sync workers for every server; load from {loader} with {connections} "
         f"connections for {seconds:g} s per run, {rounds} alternating round(s), medians reported. Requests "
         f"are signed Twilio inbound webhooks from 20,000 distinct numbers, each with its own MessageSid, "
         f"cycling through {', '.join(repr(t) for t in TEXTS)}. *ratio* = gateway req/s ÷ bare req/s; "
         f"*all stored* = every answered request's message is in the database (no duplicate short-cut). "
+        f"*floor* = `bench.floor_app`, the same work (signature, normalising, keywords, message, opt-out, "
+        f"ledger row, reply, one transaction) in hand-written SQL on the bare driver, without the gateway's "
+        f"structure, served the same way in the same rounds: the ceiling for any implementation on this "
+        f"stack and machine. "
         f"Targets: ratio ≥ {RATIO_TARGET}, gateway p99 < {P99_TARGET_MS:.0f} ms."
     )
 
