@@ -45,7 +45,8 @@ def run_one(module: ModuleType, quick: bool, write: bool) -> None:
     accepts_quick = "quick" in inspect.signature(run).parameters
     rows = run(quick=quick) if accepts_quick else run()
     title = getattr(module, "TITLE", module.__name__.rsplit(".", 1)[-1])
-    publish(Section(title, rows, _method(module, quick)), write=write)
+    notes = str(getattr(module, "NOTES", ""))  # analysis kept with the figures (e.g. bench_import)
+    publish(Section(title, rows, _method(module, quick), notes), write=write)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -419,12 +419,7 @@ class _Importer:
             f"(SELECT coalesce(json_agg(i.p), '[]') FROM input i LEFT JOIN new n ON n.{prim} = i.p "
             "WHERE n.id IS NULL)"
         )
-        params = {
-            "rows": json.dumps(rows),
-            "names": self.custom_names,
-            "now": now,
-            "list": self.report.list_id,
-        }
+        params = {"rows": records, "names": self.custom_names, "now": now, "list": self.report.list_id}
         [(created_n, joined_n, left)] = self._execute(session, sql, params)
         return [], int(joined_n), int(created_n), set(left)
 
