@@ -410,9 +410,16 @@ def _fan_out_chunk(session: Session, gw: Gateway, campaign: Campaign, size: int,
     assert campaign.id is not None
     after = campaign.fanout_cursor or 0
     end = _chunk_end(session, campaign.list_id, after, size) if campaign.list_id is not None else None
-    in_chunk = [MEMBERS.c.list_id == campaign.list_id, MEMBERS.c.contact_id > after]
+    # The chunk's id range is stated for both tables although the join makes them equal: PostgreSQL does
+    # not carry a range across a join, and without it planned a scan of every contact for each chunk
+    # (1M contacts: 110 ms a chunk, the fan-out 2.3x a single INSERT ... SELECT instead of 1.4x).
+    in_chunk = [
+        MEMBERS.c.list_id == campaign.list_id,
+        MEMBERS.c.contact_id > after,
+        CONTACTS.c.id > after,
+    ]
     if end is not None:
-        in_chunk.append(MEMBERS.c.contact_id <= end)
+        in_chunk += [MEMBERS.c.contact_id <= end, CONTACTS.c.id <= end]
     address = CONTACTS.c.phone if campaign.channel == "sms" else CONTACTS.c.email
     is_blocked = blocked(campaign.channel, campaign.scope, gw.settings.compliance.cross_channel)
     joined = MEMBERS.join(CONTACTS, CONTACTS.c.id == MEMBERS.c.contact_id)
