@@ -108,3 +108,27 @@ def test_postgres_replaces_a_connection_the_server_closed(gw: Any) -> None:
     with gw.db.transaction() as s:  # no error: the pool discarded the dead connection at checkout
         after = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert after != before
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=_PG_ONLY)], indirect=True)
+def test_postgres_lookups_keep_autocommit_connections_and_replace_closed_ones(gw: Any) -> None:
+    """Lookups have their own pool of autocommit connections, checked at checkout like the main pool's."""
+    with gw.db.lookup() as s:
+        before = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        dbapi = s.connection().connection.dbapi_connection
+        assert dbapi.autocommit is True  # type: ignore[union-attr]
+        fd = dbapi.fileno()  # type: ignore[union-attr]
+    with gw.db.read() as s:  # the main pool's connections are not autocommit ones
+        assert s.connection().connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+    admin = create_engine(gw.db.url)
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": before}).scalar_one()
+    admin.dispose()
+    readable, _, _ = select.select([fd], [], [], 10)
+    assert readable
+    with gw.db.lookup() as s:
+        after = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        replacement = s.connection().connection.dbapi_connection
+    assert after != before and not replacement.closed  # type: ignore[union-attr]
+    gw.db.dispose()  # closes the lookup pool too
+    assert replacement.closed  # type: ignore[union-attr]
