@@ -92,19 +92,24 @@ def test_insert_ignore_is_atomic_per_key(gw: Any) -> None:
     assert ids[0] is not None and ids[1:] == [None, None]
 
 
+def _terminate(gw: Any, pid: int, fd: int) -> None:
+    """Have the server close backend ``pid``; return once its goodbye reached the socket ``fd``."""
+    admin = create_engine(gw.db.url)
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    admin.dispose()
+    # Wait for the server's goodbye to reach the pooled connection's socket (an event, not a timer).
+    readable, _, _ = select.select([fd], [], [], 10)
+    assert readable
+
+
 # Server-closed connections exist only on PostgreSQL.
 @pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=_PG_ONLY)], indirect=True)
 def test_postgres_replaces_a_connection_the_server_closed(gw: Any) -> None:
     with gw.db.read() as s:
         before = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
         fd = s.connection().connection.dbapi_connection.fileno()  # type: ignore[union-attr]
-    admin = create_engine(gw.db.url)
-    with admin.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": before}).scalar_one()
-    admin.dispose()
-    # Wait for the server's goodbye to reach the pooled connection's socket (an event, not a timer).
-    readable, _, _ = select.select([fd], [], [], 10)
-    assert readable
+    _terminate(gw, before, fd)
     with gw.db.transaction() as s:  # no error: the pool discarded the dead connection at checkout
         after = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert after != before
@@ -120,12 +125,7 @@ def test_postgres_lookups_keep_autocommit_connections_and_replace_closed_ones(gw
         fd = dbapi.fileno()  # type: ignore[union-attr]
     with gw.db.read() as s:  # the main pool's connections are not autocommit ones
         assert s.connection().connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
-    admin = create_engine(gw.db.url)
-    with admin.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": before}).scalar_one()
-    admin.dispose()
-    readable, _, _ = select.select([fd], [], [], 10)
-    assert readable
+    _terminate(gw, before, fd)
     with gw.db.lookup() as s:
         after = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
         replacement = s.connection().connection.dbapi_connection
