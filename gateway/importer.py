@@ -89,6 +89,11 @@ _Row = tuple[Any, ...]
 _CUSTOM = 5  # where the custom field values start in a `_Row`
 
 
+def _sqlite_stamp(at: datetime) -> str:
+    """SQLite keeps UTC timestamps as text in SQLAlchemy's format; the driver-level statements pass that."""
+    return at.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _merged(earlier: _Row, later: _Row) -> _Row:
     """The same person twice in a batch: one contact, ``later``'s non-empty values on top."""
     return earlier[:2] + tuple([b or a for a, b in zip(earlier[2:], later[2:], strict=True)])
@@ -225,11 +230,12 @@ class _Importer:
         first = values[self.at_first].strip() if self.at_first is not None else ""
         last = values[self.at_last].strip() if self.at_last is not None else ""
         if len(first) > NAME_MAX or len(last) > NAME_MAX:
-            at, target = (
-                (self.at_first, "first_name") if len(first) > NAME_MAX else (self.at_last, "last_name")
+            at, target, value = (
+                (self.at_first, "first_name", first)
+                if len(first) > NAME_MAX
+                else (self.at_last, "last_name", last)
             )
             assert at is not None
-            value = values[at].strip()
             self.reject(number, self.header[at], value[:50], f"{target} longer than {NAME_MAX} characters")
             return None
         custom = [values[i].strip() or None for i in self.at_custom]
@@ -341,11 +347,11 @@ class _Importer:
                 self.reject(number, self._column(sec), secondary, reason)
             else:
                 candidates.append(r)
-        ids, joined, created, left = self._create(session, candidates)
+        joined, created, left = self._create(session, candidates)
         self.report.created += created
         leftovers = [r for r in candidates if r[1] in left]
         if not leftovers:
-            return ids, joined, created
+            return [], joined, created
         by_primary = self._existing(session, prim, [r[1] for r in leftovers])
         by_secondary = self._existing(session, sec, [r[2] for r in leftovers if r[2]])
         updates: list[tuple[dict[str, Any], _Row]] = []
@@ -371,7 +377,7 @@ class _Importer:
                 continue
             updates.append((existing, r))
         self._update(session, updates)
-        return ids + [existing["id"] for existing, _ in updates], joined, created + len(updates)
+        return [existing["id"] for existing, _ in updates], joined, created + len(updates)
 
     def _column(self, kind: str) -> str:
         at = self.at_primary if kind == self.primary_col else self.at_secondary
@@ -387,11 +393,11 @@ class _Importer:
         finally:
             cursor.close()
 
-    def _create(self, session: Session, rows: list[_Row]) -> tuple[list[int], int, int, set[str]]:
-        """Insert the rows whose addresses are new: (new ids still to add to the list, memberships already
-        added, contacts created, primary addresses that did not insert)."""
+    def _create(self, session: Session, rows: list[_Row]) -> tuple[int, int, set[str]]:
+        """Insert the rows whose addresses are new and add them to the list: (memberships added, contacts
+        created, primary addresses that did not insert)."""
         if not rows:
-            return [], 0, 0, set()
+            return 0, 0, set()
         prim, sec = self.primary_col, self.secondary_col
         columns = f"{prim}, {sec}, first_name, last_name, fields, created_at, updated_at"
         now = utcnow()
@@ -421,11 +427,11 @@ class _Importer:
         )
         params = {"rows": records, "names": self.custom_names, "now": now, "list": self.report.list_id}
         [(created_n, joined_n, left)] = self._execute(session, sql, params)
-        return [], int(joined_n), int(created_n), set(left)
+        return int(joined_n), int(created_n), set(left)
 
     def _create_sqlite(
         self, session: Session, rows: list[_Row], records: str, columns: str, now: datetime
-    ) -> tuple[list[int], int, int, set[str]]:
+    ) -> tuple[int, int, set[str]]:
         """`_create` on SQLite, in three set-based statements that return no row per contact: the Python
         driver takes the interpreter lock back for every row a statement returns, and the parsing thread
         holds it, so a ``RETURNING`` row per new contact made the writer wait ten thousand times a batch."""
@@ -446,8 +452,7 @@ class _Importer:
             f"?, json_extract(value, '$[{_CUSTOM + k}]')" for k in range(len(self.custom_names))
         )
         fields = f"json_patch('{{}}', json_object({pairs}))" if pairs else "'{}'"
-        # SQLite keeps UTC timestamps as text in SQLAlchemy's format; give the driver exactly that.
-        stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        stamp = _sqlite_stamp(now)
         sql = (
             f"INSERT INTO contacts ({columns}) SELECT json_extract(value, '$[1]'), "  # noqa: S608
             "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
@@ -460,7 +465,7 @@ class _Importer:
             "WHERE true ON CONFLICT DO NOTHING"
         )
         joined = int(self._execute(session, sql, (self.report.list_id, stamp, records)))
-        return [], joined, created, left
+        return joined, created, left
 
     def _update(self, session: Session, updates: list[tuple[dict[str, Any], _Row]]) -> None:
         changed: list[dict[str, Any]] = []
@@ -507,7 +512,7 @@ class _Importer:
             return 0
         ids = json.dumps(contact_ids)
         if self.sqlite:
-            stamp = utcnow().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            stamp = _sqlite_stamp(utcnow())
             sql = (
                 "INSERT INTO list_members (list_id, contact_id, added_at) SELECT ?, value, ? "
                 "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
